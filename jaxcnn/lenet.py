@@ -1,0 +1,59 @@
+"""LeNet-5 as notebook 002 trains it on MNIST, and the classic 32x32 one of notebook 004."""
+
+import jax
+from flax import linen as nn
+
+from jaxcnn.arithmetic import conv_output_size, pool_output_size
+from jaxcnn.layers import AvgPool, Conv2d, Flatten, Linear
+from jaxcnn.registry import CourseNet, InputSize, hw, register_model
+
+
+def _lenet_features(input_size: InputSize, first_padding: int) -> int:
+    """Length of the flattened 16-channel map after conv(5)-pool(2)-conv(5)-pool(2)."""
+    size = pool_output_size(conv_output_size(hw(input_size), 5, 1, first_padding), 2)
+    h, w = pool_output_size(conv_output_size(size, 5), 2)
+    return 16 * h * w
+
+
+@register_model("lenet5_mnist")
+class LeNet5(CourseNet):
+    """Notebook 002 `LeNet5`: conv1 5x5 p=2, tanh, AvgPool(2,2), conv2 5x5, tanh, AvgPool(2,2),
+    view, fc1 400->120, tanh, fc2 120->84, tanh, fc3 84->10.
+
+    x: (N, 28, 28, 1), raw pixel values 0..255 as floats -> (N, num_classes)."""
+    in_channels: int = 1
+    num_classes: int = 10
+    input_size: InputSize = 28
+    weight_init: str = "torch"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = self.check_input(x)
+        x = AvgPool(2, 2, name="pool1")(nn.tanh(Conv2d(self.in_channels, 6, 5, padding=2, weight_init=self.weight_init, name="conv1")(x)))
+        x = AvgPool(2, 2, name="pool2")(nn.tanh(Conv2d(6, 16, 5, weight_init=self.weight_init, name="conv2")(x)))
+        x = Flatten(name="view")(x)
+        x = nn.tanh(Linear(_lenet_features(self.input_size, 2), 120, weight_init=self.weight_init, name="fc1")(x))
+        x = nn.tanh(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
+        return Linear(84, self.num_classes, weight_init=self.weight_init, name="fc3")(x)
+
+
+@register_model("lenet5_classic")
+class LeNet5Classic(CourseNet):
+    """Notebook 004 `Net`: conv1 5x5, sigmoid, avg_pool2d(2), conv2 5x5, sigmoid, avg_pool2d(2),
+    flatten, fc1 + sigmoid, fc2 + sigmoid, fc3.
+
+    x: (N, 32, 32, 1) -> (N, num_classes)."""
+    in_channels: int = 1
+    num_classes: int = 10
+    input_size: InputSize = 32
+    weight_init: str = "torch"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = self.check_input(x)
+        x = AvgPool(2)(nn.sigmoid(Conv2d(self.in_channels, 6, 5, weight_init=self.weight_init, name="conv1")(x)))
+        x = AvgPool(2)(nn.sigmoid(Conv2d(6, 16, 5, weight_init=self.weight_init, name="conv2")(x)))
+        x = Flatten()(x)
+        x = nn.sigmoid(Linear(_lenet_features(self.input_size, 0), 120, weight_init=self.weight_init, name="fc1")(x))
+        x = nn.sigmoid(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
+        return Linear(84, self.num_classes, weight_init=self.weight_init, name="fc3")(x)

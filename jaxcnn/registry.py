@@ -1,0 +1,79 @@
+"""Model registry: `create_model(name, **kwargs)` and `list_models()`, as in timm."""
+
+import dataclasses
+from typing import Callable, Sequence, Union
+
+import jax
+from flax import linen as nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+InputSize = Union[int, Sequence[int]]
+
+
+def hw(size: InputSize) -> tuple[int, int]:
+    """An input_size argument (int or (H, W)) as (H, W)."""
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def register_model(name: str):
+    """Class or factory decorator: registers `fn` under `name`; `create_model(name)` calls it."""
+
+    def add(fn):
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = fn
+        return fn
+
+    return add
+
+
+def list_models() -> list[str]:
+    """Names of every registered network, sorted."""
+    return sorted(_MODELS)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Builds a registered network; with no kwargs, exactly the configuration of ARCHITECTURES.md.
+
+    Unknown names and unknown keyword arguments raise errors that list the valid ones.
+    """
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    build = _MODELS[name]
+    if dataclasses.is_dataclass(build):
+        accepted = {f.name for f in dataclasses.fields(build) if f.init and f.name not in ("parent", "name")}
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise TypeError(f"{name} got unexpected keyword arguments {unknown}; it accepts {sorted(accepted)}")
+    return build(**kwargs)
+
+
+class CourseNet(nn.Module):
+    """Base of the registry networks: channels-last input, checked against `input_shape`.
+
+    Subclasses have `input_size` and `in_channels` fields and say whether a
+    Linear layer fixes the spatial size (`fixed_size`; if not, `input_size` is
+    only the example size used by summaries and tests).
+    """
+
+    fixed_size = True
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one input image in this configuration."""
+        return (*hw(self.input_size), self.in_channels)
+
+    def check_input(self, x: jax.Array) -> jax.Array:
+        """Raises a ValueError naming the expected (N, H, W, C) shape when x does not fit."""
+        want = self.input_shape
+        got = tuple(x.shape)
+        fits = len(got) == len(want) + 1 and got[-1] == want[-1]
+        if fits and self.fixed_size:
+            fits = got[1:] == want
+        if not fits:
+            expected = ", ".join(map(str, want)) if self.fixed_size else "H, W, " + str(want[-1])
+            hint = ""
+            if len(got) == len(want) + 1 and got[1] == want[-1] and got[-1] != want[-1]:
+                hint = " It looks like NCHW (torch's layout): pass x.transpose(0, 2, 3, 1)."
+            raise ValueError(f"{type(self).__name__} expects NHWC input of shape (N, {expected}), got {got}.{hint}")
+        return x

@@ -1,0 +1,1 @@
+"""Parity with the torch originals: the originals, converters torch <-> Flax, and checks."""

@@ -1,0 +1,46 @@
+"""Figures of ../shared/ARCHITECTURES.md, the spec the tests hold the code to."""
+
+PARAMS = {
+    "two_conv_net": 6_402, "conv_relu_conv": 19_392, "cnn_basic": 4_738_757, "cnn_bn_dropout": 4_739_498,
+    "lenet5_mnist": 61_706, "lenet5_classic": 61_706, "mnist_cnn": 167_478, "cifar_conv_mlp": 541_278,
+    "sun_regressor": 528_174,
+}
+
+# (input NCHW, output) of the spec's "input" and "output" columns.
+IO = {
+    "two_conv_net": [((1, 1, 5, 5), (1, 2))],
+    "conv_relu_conv": [((16, 3, 28, 28), (16, 64, 24, 24)), ((16, 3, 50, 50), (16, 64, 46, 46))],
+    "cnn_basic": [((16, 3, 28, 28), (16, 5))],
+    "cnn_bn_dropout": [((16, 3, 28, 28), (16, 10))],
+    "lenet5_mnist": [((4, 1, 28, 28), (4, 10))],
+    "lenet5_classic": [((4, 1, 32, 32), (4, 10))],
+    "mnist_cnn": [((4, 1, 28, 28), (4, 10))],
+    "cifar_conv_mlp": [((1, 3, 32, 32), (1, 10))],
+    "sun_regressor": [((32, 3, 256, 256), (32, 2))],
+}
+
+# state_dict parameter keys without .weight/.bias (BatchNorm and bias-free layers marked).
+KEYS = {
+    "two_conv_net": ["conv_layers.0", "conv_layers.1", "fc_layer.0"],
+    "conv_relu_conv": ["conv_1", "conv_2"],
+    "cnn_basic": ["conv_1", "conv_2", "layer_1", "layer_2"],
+    "cnn_bn_dropout": ["conv.0:nobias", "conv.1:bn", "conv.3:nobias", "conv.4:bn", "fc.0", "fc.3"],
+    "lenet5_mnist": ["conv1", "conv2", "fc1", "fc2", "fc3"],
+    "lenet5_classic": ["conv1", "conv2", "fc1", "fc2", "fc3"],
+    "mnist_cnn": ["conv_stack.0", "conv_stack.3", "conv_stack.7", "conv_stack.9"],
+    "cifar_conv_mlp": ["0", "3", "5"],
+    "sun_regressor": ["0", "3", "6", "10", "12"],
+}
+
+NINE = sorted(PARAMS)
+
+
+def state_dict_keys(name: str) -> set[str]:
+    """The full state_dict key set the spec implies for `name`."""
+    leaves = {"": ("weight", "bias"), "nobias": ("weight",),
+              "bn": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    keys = set()
+    for entry in KEYS[name]:
+        prefix, _, kind = entry.partition(":")
+        keys |= {f"{prefix}.{leaf}" for leaf in leaves[kind]}
+    return keys

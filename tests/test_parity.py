@@ -1,0 +1,80 @@
+"""Forward parity: a random torch original, converted, computes what the jaxcnn model computes."""
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+import jaxcnn
+from parity import check, convert, torch_models
+
+SEEDS = (0, 1, 2)
+
+
+def _bn_layers(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def random_original(name: str, seed: int, batch: int = 3):
+    """A torch original with random init (BatchNorm statistics moved off their defaults) and an input."""
+    torch.manual_seed(seed)
+    module = torch_models.create(name)
+    model = jaxcnn.create_model(name)
+    shape = (batch, model.input_shape[-1], *model.input_shape[:-1])
+    if _bn_layers(module):
+        module.train()
+        with torch.no_grad():
+            for step in range(3):
+                module(torch.as_tensor(check.sample_input(name, shape, seed=100 + step)) * 2 + 0.5)
+        for bn in _bn_layers(module):
+            assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+            assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+    module.eval()
+    return module, model, check.sample_input(name, shape, seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", jaxcnn.list_models())
+def test_forward_parity(name, seed):
+    module, model, x = random_original(name, seed)
+    variables = convert.torch_to_flax(module, model, x)
+    result = check.assert_same_outputs(module, model, variables, x, rtol=1e-5)
+    assert result.max_abs_diff <= 1e-5 * result.scale
+
+
+@pytest.mark.parametrize("name", jaxcnn.list_models())
+def test_converted_variables_have_the_tree_of_model_init(name):
+    module, model, x = random_original(name, 0, batch=1)
+    variables = convert.torch_to_flax(module, model, x)
+    init = jax.eval_shape(lambda: model.init(jax.random.key(0), check.to_nhwc(x)))
+    same = jax.tree_util.tree_map(lambda a, b: a.shape == b.shape and a.dtype == b.dtype, variables, init)
+    assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_flatten_permutation_is_what_makes_linear_after_flatten_agree(monkeypatch):
+    """Without the (C,H,W) -> (H,W,C) permutation of fc1, LeNet-5's outputs would differ."""
+    module, model, x = random_original("lenet5_mnist", 0)
+    monkeypatch.setattr(convert, "_flattened_linears", lambda calls: {})
+    variables = convert.torch_to_flax(module, model, x)
+    assert not check.compare_outputs(module, model, variables, x).ok
+
+
+def test_torch_output_feature_maps_are_compared_channels_last():
+    module, model, x = random_original("conv_relu_conv", 0)
+    result = check.assert_same_outputs(module, model, convert.torch_to_flax(module, model, x), x)
+    assert result.flax_shape == (3, 24, 24, 64)
+
+
+def test_different_weights_fail_the_check():
+    module, model, x = random_original("mnist_cnn", 0)
+    variables = convert.torch_to_flax(module, model, x)
+    other, _, _ = random_original("mnist_cnn", 1)
+    with pytest.raises(AssertionError, match="outputs differ"):
+        check.assert_same_outputs(other, model, variables, x)
+
+
+def test_state_dict_is_accepted_as_well_as_module():
+    module, model, x = random_original("cnn_bn_dropout", 0)
+    a = convert.torch_to_flax(module, model, x)
+    b = convert.torch_to_flax(module.state_dict(), model, x.shape)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)

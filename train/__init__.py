@@ -1,0 +1,1 @@
+"""Training jaxcnn networks (MNIST first): `python -m train.mnist`."""
