@@ -40,8 +40,9 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     build = _MODELS[name]
-    if dataclasses.is_dataclass(build):
-        accepted = {f.name for f in dataclasses.fields(build) if f.init and f.name not in ("parent", "name")}
+    cls = getattr(build, "func", build)  # a functools.partial of a module class, or the class
+    if dataclasses.is_dataclass(cls):
+        accepted = {f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")}
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
             raise TypeError(f"{name} got unexpected keyword arguments {unknown}; it accepts {sorted(accepted)}")

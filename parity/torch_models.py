@@ -6,11 +6,15 @@ exactly those of ARCHITECTURES.md. Constructor arguments the notebooks hard-code
 the notebooks' values as defaults, matching `jaxcnn.create_model`.
 """
 
+import functools
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from jaxcnn.vgg import CONFIGS
+from parity import torchvision_models
 
 TORCH_MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -250,6 +254,10 @@ def sun_regressor(in_channels=3, num_classes=2, input_size=256):
 
 TORCH_MODELS["cifar_conv_mlp"] = cifar_conv_mlp
 TORCH_MODELS["sun_regressor"] = sun_regressor
+for _config in CONFIGS:
+    TORCH_MODELS[_config] = functools.partial(torchvision_models.vgg, _config, False)
+    TORCH_MODELS[_config + "_bn"] = functools.partial(torchvision_models.vgg, _config, True)
+TORCH_MODELS["alexnet"] = torchvision_models.AlexNet
 
 
 def create(name: str, **kwargs) -> nn.Module:
