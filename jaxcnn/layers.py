@@ -315,9 +315,20 @@ class AdaptiveAvgPool(nn.Module):
 
 
 class Dropout(nn.Module):
-    """torch.nn.Dropout: zeroes with probability `rate` and scales by 1/(1-rate) when train; rng 'dropout'."""
+    """torch.nn.Dropout: when train, zeroes with probability `rate` and scales the rest by 1/(1-rate).
+
+    Needs the rng 'dropout'. The kept-mask is sown into the 'intermediates'
+    collection (under 'keep') when that collection is mutable, so a check can
+    replay the very same mask in torch.
+    """
     rate: float = 0.5
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return nn.Dropout(self.rate, deterministic=not train)(x)
+        if not train or self.rate == 0.0:
+            return x
+        if self.rate == 1.0:
+            return jnp.zeros_like(x)
+        keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.rate, x.shape)
+        self.sow("intermediates", "keep", keep)
+        return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)

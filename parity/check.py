@@ -36,18 +36,25 @@ def sample_input(name: str, shape_nchw: tuple[int, ...], seed: int = 0) -> np.nd
 
 @contextlib.contextmanager
 def exact_numerics() -> Iterator[None]:
-    """Full float32 matmuls on both sides: JAX precision 'highest', torch TF32 off (cuDNN and cuBLAS).
+    """Full float32 arithmetic on both sides, so that differences measure the port, not the kernels.
 
-    On a GPU both frameworks otherwise round matmul/conv inputs to TF32
-    (10-bit mantissa), which alone makes outputs differ by ~1e-3.
+    - JAX: matmul precision 'highest'. On a GPU, XLA otherwise rounds conv and
+      matmul inputs to TF32 (10-bit mantissa), which alone moves outputs by ~1e-3.
+    - torch: TF32 off in cuBLAS and cuDNN, for the same reason.
+    - torch: oneDNN (mkldnn) CPU kernels off. Measured on this project's CPU
+      (cnn_bn_dropout, eval mode): oneDNN's float32 gradients differ from the
+      float64 gradient by up to 4e-2 relative, torch's native kernels and Flax
+      by under 1e-6.
     """
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.mkldnn.enabled)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.mkldnn.enabled = False
     try:
         with jax.default_matmul_precision("highest"):
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.mkldnn.enabled) = saved
 
 
 @dataclasses.dataclass(frozen=True)

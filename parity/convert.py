@@ -22,7 +22,7 @@ import torch
 from flax import linen as nn
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from jaxcnn.layers import Flatten, Linear
+from jaxcnn.layers import Dropout, Flatten, Linear
 from jaxcnn.summary import trace_layers
 
 _BATCHNORM = {"weight": ("params", "scale"), "bias": ("params", "bias"),
@@ -82,22 +82,38 @@ class _Slot:
         if self.flax_path[-1] != "kernel":
             return w
         w = np.transpose(w, (w.ndim - 1, w.ndim - 2, *range(w.ndim - 2)))
-        if self.flatten_from is not None:  # features (*spatial, C) -> (C, *spatial)
-            *spatial, c = self.flatten_from
-            w = np.moveaxis(w.reshape(w.shape[0], *spatial, c), -1, 1).reshape(w.shape[0], -1)
+        if self.flatten_from is not None:  # input features (*spatial, C) -> (C, *spatial), rows as a batch
+            w = activation_to_torch(w, self.flatten_from)
         return w
 
 
-def _flattened_linears(calls) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """Path of each first Linear after a Flatten -> the (*spatial, C) shape that Flatten received."""
+def _after_flatten(calls) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Paths of the first Linear after each Flatten, and of Dropouts between the two, mapped to the
+    channels-last (*spatial, C) shape that Flatten received."""
     found, pending = {}, None
     for call in calls:
         if issubclass(call.layer, Flatten):
             pending = call.input_shape[1:] if len(call.input_shape) > 2 else None
-        elif issubclass(call.layer, Linear) and pending is not None:
+        elif pending is not None and issubclass(call.layer, (Linear, Dropout)):
             found[call.path] = pending
-            pending = None
+            if issubclass(call.layer, Linear):
+                pending = None
     return found
+
+
+def activation_to_torch(a: np.ndarray, flatten_from: tuple[int, ...] | None = None) -> np.ndarray:
+    """A channels-last activation (or dropout mask) in torch's layout: (N, *spatial, C) -> (N, C, *spatial);
+    (N, F) flattened from (*spatial, C) -> (N, F) in (C, *spatial) order."""
+    a = np.asarray(a)
+    if flatten_from is not None:
+        *spatial, c = flatten_from
+        return np.moveaxis(a.reshape(a.shape[0], *spatial, c), -1, 1).reshape(a.shape[0], -1)
+    return np.moveaxis(a, -1, 1) if a.ndim > 2 else a
+
+
+def flatten_shapes(model: nn.Module, shape_nhwc: tuple[int, ...]) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """For layers fed by a Flatten (first Linear, Dropouts before it): the shape that Flatten received."""
+    return _after_flatten(trace_layers(model, shape_nhwc)[1])
 
 
 def _plan(model: nn.Module, torch_keys: list[str], sample_shape_nchw) -> tuple[list[_Slot], list[str], list[str], set]:
@@ -111,7 +127,7 @@ def _plan(model: nn.Module, torch_keys: list[str], sample_shape_nchw) -> tuple[l
     modules: dict[str, tuple[str, ...]] = {}
     for path in leaves:
         modules.setdefault("_".join(path[1:-1]), path[1:-1])
-    permuted = _flattened_linears(calls)
+    permuted = _after_flatten(calls)
 
     slots, unexpected, dropped, taken = [], [], set(), set()
     for key in torch_keys:
@@ -181,5 +197,5 @@ def flax_to_torch(variables: Mapping, model: nn.Module, module: torch.nn.Module,
             continue
         slot = next(s for s in slots if s.torch_key == key)
         array = slot.to_torch(np.asarray(given[slot.flax_path]))
-        state[key] = torch.from_numpy(np.ascontiguousarray(array)).to(target[key].dtype)
+        state[key] = torch.from_numpy(np.array(array, copy=True)).to(target[key].dtype)
     return state

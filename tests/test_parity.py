@@ -6,31 +6,15 @@ import pytest
 import torch
 
 import jaxcnn
-from parity import check, convert, torch_models
+from parity import check, convert
+from tests import helpers
 
 SEEDS = (0, 1, 2)
 
 
-def _bn_layers(module):
-    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-
-
 def random_original(name: str, seed: int, batch: int = 3):
-    """A torch original with random init (BatchNorm statistics moved off their defaults) and an input."""
-    torch.manual_seed(seed)
-    module = torch_models.create(name)
-    model = jaxcnn.create_model(name)
-    shape = (batch, model.input_shape[-1], *model.input_shape[:-1])
-    if _bn_layers(module):
-        module.train()
-        with torch.no_grad():
-            for step in range(3):
-                module(torch.as_tensor(check.sample_input(name, shape, seed=100 + step)) * 2 + 0.5)
-        for bn in _bn_layers(module):
-            assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
-            assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
-    module.eval()
-    return module, model, check.sample_input(name, shape, seed)
+    module, model, _, x = helpers.random_pair(name, seed, batch)
+    return module, model, x
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -54,7 +38,7 @@ def test_converted_variables_have_the_tree_of_model_init(name):
 def test_flatten_permutation_is_what_makes_linear_after_flatten_agree(monkeypatch):
     """Without the (C,H,W) -> (H,W,C) permutation of fc1, LeNet-5's outputs would differ."""
     module, model, x = random_original("lenet5_mnist", 0)
-    monkeypatch.setattr(convert, "_flattened_linears", lambda calls: {})
+    monkeypatch.setattr(convert, "_after_flatten", lambda calls: {})
     variables = convert.torch_to_flax(module, model, x)
     assert not check.compare_outputs(module, model, variables, x).ok
 
