@@ -224,8 +224,8 @@ def _pool_geometry(x: jax.Array, kernel_size: Size, stride: Size | None, padding
     s = k if stride is None else _per_axis(stride, n, "stride")
     p = _per_axis(padding, n, "padding")
     d = _per_axis(dilation, n, "dilation")
-    if any(2 * p_ > d_ * (k_ - 1) + 1 for p_, k_, d_ in zip(p, k, d)):
-        raise ValueError(f"{name}: padding {p} must be at most half the (dilated) kernel {k} (torch's rule)")
+    if any(p_ > k_ // 2 for p_, k_ in zip(p, k)):
+        raise ValueError(f"{name}: padding {p} must be at most half the kernel size {k} (torch's rule)")
     out = pool_output_size(tuple(x.shape[1:-1]), k, s, p, d, ceil_mode)
     # High padding reaches the end of the last window (ceil_mode) or is p (floor mode).
     pads = [(p_, max(p_, (o - 1) * s_ + d_ * (k_ - 1) + 1 - size - p_))

@@ -1,0 +1,111 @@
+"""Files: torch state_dicts (.pt/.pth/.bin, .safetensors) and Flax variables (.safetensors, orbax directories).
+
+A .safetensors file holds Flax variables when its keys are '/'-joined paths
+('params/conv1/kernel'), a torch state_dict when they are torch keys
+('conv1.weight'). A directory is an orbax-checkpoint of Flax variables.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import safetensors.numpy
+import safetensors.torch
+import torch
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
+
+
+def _is_safetensors(path: Path) -> bool:
+    return path.suffix == ".safetensors"
+
+
+def holds_flax(path: str | Path) -> bool:
+    """True for an orbax directory or a .safetensors of '/'-keyed Flax variables."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    if _is_safetensors(path) and path.exists():
+        with safetensors.safe_open(str(path), "np") as f:
+            return any("/" in key for key in f.keys())
+    return False
+
+
+def load_torch_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A torch state_dict from .pt/.pth (also {'state_dict': ...} wrappers) or .safetensors."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if _is_safetensors(path):
+        return safetensors.torch.load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+def save_torch_state(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Writes a state_dict as .pt/.pth (torch.save) or .safetensors, atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if _is_safetensors(path):
+        safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    elif path.suffix in TORCH_SUFFIXES:
+        torch.save(state, tmp)
+    else:
+        raise ValueError(f"torch state_dicts go to .pt, .pth, .bin, .ckpt or .safetensors, not {path.name}")
+    tmp.replace(path)
+
+
+def save_flax(variables: Any, path: str | Path) -> None:
+    """Flax variables to .safetensors ('/'-joined keys) or to an orbax checkpoint directory."""
+    path = Path(path)
+    if _is_safetensors(path):
+        flat = {"/".join(k): np.asarray(v) for k, v in flatten_dict(jax.device_get(dict(variables))).items()}
+        tmp = path.with_name(path.name + ".tmp")
+        safetensors.numpy.save_file(flat, str(tmp))
+        tmp.replace(path)
+        return
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(path.absolute(), jax.device_get(dict(variables)), force=True)
+    checkpointer.wait_until_finished()
+
+
+def load_flax(path: str | Path, abstract: Any = None) -> dict:
+    """Flax variables from .safetensors or an orbax directory (restored to `abstract`'s structure if given)."""
+    path = Path(path)
+    if _is_safetensors(path):
+        flat = safetensors.numpy.load_file(str(path))
+        return unflatten_dict({tuple(k.split("/")): jax.numpy.asarray(v) for k, v in flat.items()})
+    if not path.is_dir():
+        raise FileNotFoundError(f"no Flax checkpoint (a .safetensors file or an orbax directory) at {path}")
+    return dict(ocp.StandardCheckpointer().restore(path.absolute(), abstract))
+
+
+def convert_file(model_name: str, source: str | Path, target: str | Path, **model_kwargs) -> str:
+    """Converts a checkpoint file between torch and Flax for the registry model `model_name`.
+
+    torch (.pt/.pth/.bin or torch-keyed .safetensors) -> Flax (.safetensors or an orbax directory);
+    Flax (.safetensors or orbax directory) -> torch (.pt/.pth or .safetensors). Returns the direction.
+    """
+    import jaxcnn
+    from parity import convert, torch_models
+
+    model = jaxcnn.create_model(model_name, **model_kwargs)
+    module = torch_models.create(model_name, **model_kwargs)
+    if holds_flax(source):
+        abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, *model.input_shape), np.float32)))
+        variables = load_flax(source, abstract if Path(source).is_dir() else None)
+        state = convert.flax_to_torch(variables, model, module)
+        module.load_state_dict(state, strict=True)
+        save_torch_state(state, target)
+        return "Flax -> torch"
+    variables = convert.torch_to_flax(load_torch_state(source), model)
+    save_flax(variables, target)
+    return "torch -> Flax"

@@ -1,0 +1,95 @@
+"""The parity suite behind `python -m parity`: forward, gradient and round-trip checks per registry model."""
+
+import dataclasses
+
+import numpy as np
+import torch
+
+import jaxcnn
+from parity import check, convert, torch_models, training
+
+# Inputs of the checks: size-agnostic networks (VGG, AlexNet) at 64x64 (VGG's adaptive pool then
+# upsamples 2x2 -> 7x7); gradients on inputs without near-kinks (ReLU inputs near zero, max-pool
+# near-ties), which exist for sun_regressor at 64x64 and VGG-BN at 32x32 (see parity.training.near_kinks).
+AGNOSTIC_SIZE = 64
+GRADIENT_SETTINGS = {"sun_regressor": {"input_size": 64}, "vgg16_bn": {"size": 32}, "vgg19_bn": {"size": 32}}
+
+
+def input_shape(model, batch: int, size: int = AGNOSTIC_SIZE) -> tuple[int, ...]:
+    """NCHW shape: the model's own input size, or `size` for networks that take any size."""
+    h, w, c = model.input_shape
+    if not model.fixed_size:
+        h, w = min(h, size), min(w, size)
+    return (batch, c, h, w)
+
+
+def move_batchnorm_statistics(module: torch.nn.Module, name: str, shape: tuple[int, ...], seed: int = 100) -> None:
+    """Train-mode passes so BatchNorm running statistics leave their defaults (0 and 1)."""
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return
+    module.train()
+    with torch.no_grad():
+        for step in range(3):
+            module(torch.as_tensor(check.sample_input(name, shape, seed=seed + step)) * 2 + 0.5)
+    module.eval()
+
+
+def random_original(name: str, seed: int = 0, **kwargs):
+    """(torch original with random weights and moved BatchNorm statistics, jaxcnn model)."""
+    torch.manual_seed(seed)
+    module = torch_models.create(name, **kwargs)
+    model = jaxcnn.create_model(name, **kwargs)
+    move_batchnorm_statistics(module, name, input_shape(model, 2))
+    return module, model
+
+
+def kink_free_input(module, name: str, shape: tuple[int, ...], seed: int = 0, train: bool = False,
+                    tries: int = 40) -> np.ndarray:
+    """The first sample input (seeds seed, seed+1, ...) without near-kinks in that mode."""
+    for s in range(seed, seed + tries):
+        x = check.sample_input(name, shape, s)
+        if training.near_kinks(module, x, train=train) == 0:
+            return x
+    raise AssertionError(f"no input without near-kinks for {name} {shape} in {tries} seeds")
+
+
+@dataclasses.dataclass
+class Row:
+    model: str
+    parameters: int
+    forward: float  # max|y_flax - y_torch| / max(1, max|y_torch|)
+    gradient: float  # worst over parameters of max|g_flax - g_torch| / max|g_torch| (float32)
+    round_trip_exact: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.forward <= 1e-5 and self.gradient <= 1e-4 and self.round_trip_exact
+
+
+def round_trip_exact(module: torch.nn.Module, model, sample_shape) -> bool:
+    """torch -> Flax -> torch returns every tensor bit for bit (BatchNorm buffers included)."""
+    state = module.state_dict()
+    back = convert.flax_to_torch(convert.torch_to_flax(module, model, sample_shape), model, module, sample_shape)
+    return set(back) == set(state) and all(torch.equal(back[k], state[k]) and back[k].dtype == state[k].dtype
+                                           for k in state)
+
+
+def check_model(name: str, seed: int = 0) -> Row:
+    module, model = random_original(name, seed)
+    parameters = sum(p.numel() for p in module.parameters())
+    x = check.sample_input(name, input_shape(model, 3), seed)
+    variables = convert.torch_to_flax(module, model, x)
+    forward = check.compare_outputs(module, model, variables, x).max_rel_diff
+    exact = round_trip_exact(module, model, x.shape)
+
+    settings = dict(GRADIENT_SETTINGS.get(name, {}))
+    size = settings.pop("size", AGNOSTIC_SIZE)
+    if settings:
+        module, model = random_original(name, seed, **settings)
+    shape = input_shape(model, 2 if model.fixed_size else 1, size)
+    x = kink_free_input(module, name, shape, seed)
+    with torch.no_grad():
+        targets = training.make_targets(name, tuple(module.eval()(torch.as_tensor(x)).shape), seed)
+    report = training.compare_gradients(module, model, convert.torch_to_flax(module, model, x), x, targets,
+                                        training.loss_kind(name))
+    return Row(name, parameters, forward, report.worst, exact)

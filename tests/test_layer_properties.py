@@ -1,0 +1,95 @@
+"""Property tests against torch: random conv and pooling configurations give torch's shapes and values."""
+
+import warnings
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxcnn import layers
+from parity import check, convert
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+TORCH_CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
+FLAX_CONV = {1: layers.Conv1d, 2: layers.Conv2d, 3: layers.Conv3d}
+
+
+@st.composite
+def conv_configs(draw):
+    dims = draw(st.sampled_from([1, 2, 3]))
+    axes = st.lists(st.integers(1, 3 if dims == 3 else 4), min_size=dims, max_size=dims)
+    kernel, stride = draw(axes), draw(st.lists(st.integers(1, 3), min_size=dims, max_size=dims))
+    dilation = draw(st.lists(st.integers(1, 2), min_size=dims, max_size=dims))
+    groups = draw(st.integers(1, 3))
+    padding = draw(st.one_of(st.integers(0, 2), st.lists(st.integers(0, 2), min_size=dims, max_size=dims).map(tuple),
+                             st.just("valid"), st.just("same")))
+    if padding == "same":
+        stride = [1] * dims
+    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    size = [draw(st.integers(s, s + 6)) for s in spans]
+    return dict(in_channels=groups * draw(st.integers(1, 2)), out_channels=groups * draw(st.integers(1, 3)),
+                kernel_size=tuple(kernel), stride=tuple(stride), padding=padding, dilation=tuple(dilation),
+                groups=groups, bias=draw(st.booleans()), padding_mode=draw(st.sampled_from(["zeros", "zeros", "reflect"]))
+                if padding != "same" else "zeros"), size
+
+
+@SETTINGS
+@given(conv_configs(), st.integers(0, 2 ** 16))
+def test_random_convolutions_equal_torch(config, seed):
+    kwargs, size = config
+    dims = len(size)
+    if kwargs["padding_mode"] == "reflect":  # torch reflects at most size - 1 elements
+        pads = [kwargs["padding"]] * dims if isinstance(kwargs["padding"], int) else kwargs["padding"]
+        if kwargs["padding"] == "valid" or any(p >= n for p, n in zip(pads, size)):
+            kwargs["padding_mode"] = "zeros"
+    torch.manual_seed(seed)
+    torch_layer = TORCH_CONV[dims](**kwargs)
+    flax_layer = FLAX_CONV[dims](**kwargs)
+    x = torch.randn(2, kwargs["in_channels"], *size)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using padding='same'")
+        with torch.no_grad():
+            y_torch = torch_layer(x)
+    variables = convert.torch_to_flax(torch_layer, flax_layer, x.shape)
+    result = check.compare_arrays(y_torch, flax_layer.apply(variables, check.to_nhwc(x)))
+    assert result.ok, (kwargs, size, result)
+
+
+@st.composite
+def pool_configs(draw):
+    dims = draw(st.sampled_from([1, 2]))
+    kind = draw(st.sampled_from(["max", "avg"]))
+    kernel = draw(st.integers(1, 4))
+    stride = draw(st.one_of(st.none(), st.integers(1, 4)))
+    dilation = draw(st.integers(1, 2)) if kind == "max" else 1
+    span = dilation * (kernel - 1) + 1
+    padding = draw(st.integers(0, kernel // 2))
+    size = [draw(st.integers(span, span + 7)) for _ in range(dims)]
+    kwargs = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=draw(st.booleans()))
+    if kind == "max":
+        kwargs["dilation"] = dilation
+    else:
+        kwargs["count_include_pad"] = draw(st.booleans())
+    return kind, dims, kwargs, size
+
+
+@SETTINGS
+@given(pool_configs(), st.integers(0, 2 ** 16))
+def test_random_pools_equal_torch(config, seed):
+    kind, dims, kwargs, size = config
+    torch_pool = getattr(torch.nn, f"{kind.capitalize()}Pool{dims}d")(**kwargs)
+    flax_pool = layers.MaxPool(**kwargs) if kind == "max" else layers.AvgPool(**kwargs)
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32))
+    result = check.compare_arrays(torch_pool(x), flax_pool.apply({}, check.to_nhwc(x)))
+    assert result.ok, (kind, kwargs, size, result)
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 20), min_size=2, max_size=2), st.lists(st.integers(1, 9), min_size=2, max_size=2),
+       st.integers(0, 2 ** 16))
+def test_random_adaptive_average_pools_equal_torch(size, output_size, seed):
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32))
+    torch_out = torch.nn.AdaptiveAvgPool2d(tuple(output_size))(x)
+    result = check.compare_arrays(torch_out, layers.AdaptiveAvgPool(tuple(output_size)).apply({}, check.to_nhwc(x)))
+    assert result.ok, (size, output_size, result)
