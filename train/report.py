@@ -1,0 +1,37 @@
+"""What a run leaves behind: metrics.json (written atomically) and a PNG of the loss and accuracy curves."""
+
+import json
+import os
+from pathlib import Path
+
+
+def write_json(obj, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def plot_curves(epochs: list[dict], path: str | Path, title: str = "") -> None:
+    """Train/test loss and test accuracy per epoch, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [e["epoch"] for e in epochs]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_ax.plot(x, [e["train_loss"] for e in epochs], "o-", label="train")
+    loss_ax.plot(x, [e["test_loss"] for e in epochs], "s-", label="test")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    loss_ax.legend()
+    acc_ax.plot(x, [100 * e["test_accuracy"] for e in epochs], "s-", color="tab:green")
+    acc_ax.set(xlabel="epoch", ylabel="%", title="test accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = Path(path).with_name(Path(path).name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,229 @@
+"""Pure training and evaluation steps, and the data-parallel ways to run them.
+
+The dataset lives on the devices as uint8; a step receives batch indices,
+gathers and preprocesses its images inside the jitted function, and updates
+the state. `Trainer` runs an epoch either as one jitted call per step
+('step') or as `lax.scan` over chunks of steps ('scan'), data-parallel with
+jit + NamedSharding on a 1-D 'data' mesh, or with pmap + pmean.
+"""
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+PREPROCESS = {
+    "raw": lambda x: x.astype(jnp.float32),  # notebook 002: pixel values 0..255 as floats
+    "normalize": lambda x: (x.astype(jnp.float32) / 255.0 - 0.5) / 0.5,  # ToTensor + Normalize(0.5, 0.5)
+}
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example cross-entropy (torch's CrossEntropyLoss before its mean)."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    variables = model.init(key, jnp.zeros((1, *model.input_shape), jnp.float32))
+    params = variables["params"]
+    return TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params))
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, preprocess: str,
+                    axis_name: str | None = None) -> Callable:
+    """(state, images_u8, labels, indices, key) -> (state, loss): one step on images[indices].
+
+    With axis_name (pmap), gradients, loss and batch statistics are averaged over that axis.
+    """
+    prep = PREPROCESS[preprocess]
+
+    def step(state: TrainState, images, labels, indices, key):
+        x, y = prep(images[indices]), labels[indices]
+        dropout_key = jax.random.fold_in(key, state.step)
+        if axis_name is not None:
+            dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
+
+        def loss_fn(params):
+            logits, new = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
+                                      mutable=["batch_stats"], rngs={"dropout": dropout_key})
+            return cross_entropy(logits, y).mean(), new.get("batch_stats", state.batch_stats)
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        if axis_name is not None:
+            grads, loss, batch_stats = jax.lax.pmean((grads, loss, batch_stats), axis_name)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, batch_stats, opt_state), loss
+
+    return step
+
+
+def make_eval(model: nn.Module, preprocess: str, chunk: int = 1000) -> Callable:
+    """(state, images_u8, labels) -> (loss sum, correct count), in chunks of `chunk` (padding masked)."""
+    prep = PREPROCESS[preprocess]
+
+    def evaluate(state: TrainState, images, labels):
+        n = images.shape[0]
+        padded = math.ceil(n / chunk) * chunk
+        images = jnp.pad(images, [(0, padded - n)] + [(0, 0)] * (images.ndim - 1))
+        labels = jnp.pad(labels, (0, padded - n), constant_values=-1)
+
+        def one(batch):
+            x, y = batch
+            logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, prep(x))
+            valid = y >= 0
+            loss = jnp.where(valid, cross_entropy(logits, jnp.maximum(y, 0)), 0.0).sum()
+            return loss, jnp.sum(valid & (logits.argmax(-1) == y))
+
+        losses, correct = jax.lax.map(one, (images.reshape(-1, chunk, *images.shape[1:]), labels.reshape(-1, chunk)))
+        return losses.sum(), correct.sum()
+
+    return evaluate
+
+
+def epoch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
+    """(steps, batch_size) indices: the notebooks' per-epoch random permutation; a last partial batch is dropped
+    (so no step ever recompiles). The same (seed, epoch) gives the same order, on every host."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    steps = n // batch_size
+    return order[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+@dataclasses.dataclass
+class Trainer:
+    """Runs epochs of `train_step` data-parallel over `devices` (default: every device of every process).
+
+    parallel: 'sharding' (jit + NamedSharding on a 1-D 'data' mesh) or 'pmap' (pmap + pmean).
+    loop: 'step' (one jitted call per step) or 'scan' (lax.scan over `chunk` steps per call).
+    """
+    model: nn.Module
+    tx: optax.GradientTransformation
+    preprocess: str
+    parallel: str = "sharding"
+    loop: str = "step"
+    chunk: int = 100
+    devices: list | None = None
+
+    def __post_init__(self):
+        if self.parallel not in ("sharding", "pmap"):
+            raise ValueError(f"parallel must be 'sharding' or 'pmap', got {self.parallel!r}")
+        if self.loop not in ("step", "scan"):
+            raise ValueError(f"loop must be 'step' or 'scan', got {self.loop!r}")
+        self.devices = self.devices or jax.devices()
+        self.mesh = Mesh(np.asarray(self.devices), ("data",))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.sharded = NamedSharding(self.mesh, P("data"))
+        step = make_train_step(self.model, self.tx, self.preprocess,
+                               axis_name="data" if self.parallel == "pmap" else None)
+        evaluate = make_eval(self.model, self.preprocess)
+        if self.parallel == "pmap":
+            self._step = jax.pmap(step, axis_name="data", devices=self.devices, donate_argnums=0)
+            self._scan = jax.pmap(self._scanned(step), axis_name="data", devices=self.devices, donate_argnums=0)
+            self._eval = jax.jit(evaluate)
+        else:
+            self._step = jax.jit(step, donate_argnums=0)
+            self._scan = jax.jit(self._scanned(step), donate_argnums=0)
+            self._eval = jax.jit(evaluate)
+
+    @staticmethod
+    def _scanned(step):
+        def run(state, images, labels, indices, key):
+            return jax.lax.scan(lambda s, idx: step(s, images, labels, idx, key), state, indices)
+        return run
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.devices)
+
+    def put_replicated(self, tree):
+        """Host values -> every device (identical on every process)."""
+        if self.parallel == "pmap":
+            return jax.device_put_replicated(tree, self.devices)
+        return jax.tree_util.tree_map(
+            lambda a: jax.make_array_from_callback(np.shape(a), self.replicated, lambda idx, a=a: np.asarray(a)[idx]),
+            tree)
+
+    def put_indices(self, indices: np.ndarray):
+        """(..., global_batch) indices -> split along the batch axis over the devices."""
+        if indices.shape[-1] % self.num_devices:
+            raise ValueError(f"batch size {indices.shape[-1]} is not divisible by the {self.num_devices} devices")
+        if self.parallel == "pmap":
+            split = indices.reshape(*indices.shape[:-1], self.num_devices, -1)
+            return jax.device_put_sharded(list(np.moveaxis(split, -2, 0)), self.devices)
+        spec = P(*([None] * (indices.ndim - 1)), "data")
+        sharding = NamedSharding(self.mesh, spec)
+        return jax.make_array_from_callback(indices.shape, sharding, lambda idx: indices[idx])
+
+    def replicate_state(self, state: TrainState) -> TrainState:
+        return self.put_replicated(jax.device_get(state))
+
+    def unreplicate(self, tree):
+        """Device state -> host numpy (one copy)."""
+        if self.parallel == "pmap":
+            return jax.tree_util.tree_map(lambda a: np.asarray(a[0]), jax.device_get(tree))
+        return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
+    def compile(self, state, images, labels, key, batch_size: int) -> float:
+        """Compiles the step (and the scan of `chunk` steps) ahead of time; returns the seconds it took."""
+        import time
+        start = time.perf_counter()
+        indices = np.zeros((batch_size,), np.int32)
+        self._step = self._step.lower(state, images, labels, self.put_indices(indices), key).compile()
+        if self.loop == "scan":
+            block = self.put_indices(np.zeros((self.chunk, batch_size), np.int32))
+            self._scan = self._scan.lower(state, images, labels, block, key).compile()
+        return time.perf_counter() - start
+
+    def host_losses(self, losses: list) -> np.ndarray:
+        """The per-step losses returned by train_steps, as one float64 host array."""
+        arrays = [np.asarray(jax.device_get(l), np.float64) for l in losses]
+        if self.parallel == "pmap":  # pmean'd: every device holds the same value
+            arrays = [a[0] for a in arrays]
+        return np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
+
+    def train_steps(self, state, images, labels, order: np.ndarray, key, on_losses=None):
+        """Runs the steps of `order` ((steps, batch) indices); calls on_losses(device losses) per call."""
+        losses = []
+        if self.loop == "step":
+            for indices in order:
+                state, loss = self._step(state, images, labels, self.put_indices(indices), key)
+                losses.append(loss)
+                if on_losses:
+                    on_losses(1, loss)
+        else:
+            for start in range(0, len(order), self.chunk):
+                block = order[start:start + self.chunk]
+                if len(block) < self.chunk:  # the tail runs step by step: no recompilation for a shorter scan
+                    for indices in block:
+                        state, loss = self._step(state, images, labels, self.put_indices(indices), key)
+                        losses.append(loss)
+                    continue
+                state, block_losses = self._scan(state, images, labels, self.put_indices(block), key)
+                losses.append(block_losses)
+                if on_losses:
+                    on_losses(len(block), block_losses)
+        return state, losses
+
+    def evaluate(self, state, images, labels) -> tuple[float, float]:
+        """(mean loss, accuracy) over the whole split."""
+        if self.parallel == "pmap":
+            state = jax.tree_util.tree_map(lambda a: a[0], state)
+            images, labels = images[0], labels[0]
+        loss_sum, correct = self._eval(state, images, labels)
+        n = labels.shape[0]
+        return float(loss_sum) / n, float(correct) / n
