@@ -16,6 +16,11 @@ def to_nhwc(x: Any) -> np.ndarray:
     return np.moveaxis(x, 1, -1) if x.ndim > 2 else x
 
 
+def to_torch(x: Any) -> torch.Tensor:
+    """A writable, C-contiguous torch copy of an array (numpy views of JAX arrays are read-only)."""
+    return torch.from_numpy(np.array(x, copy=True, order="C"))
+
+
 def to_nchw(x: Any) -> np.ndarray:
     """(N, *spatial, C) -> (N, C, *spatial); 2-D arrays pass through."""
     x = np.asarray(x)
@@ -90,7 +95,7 @@ def compare_arrays(y_torch: Any, y_flax: Any, rtol: float = 1e-5) -> Comparison:
 def compare_outputs(module: torch.nn.Module, model: nn.Module, variables: Any, x_nchw: Any,
                     rtol: float = 1e-5) -> Comparison:
     """Inference outputs of both (torch in eval mode, Flax with train=False) on the same input."""
-    x = torch.as_tensor(np.asarray(x_nchw, np.float32))
+    x = to_torch(np.asarray(x_nchw, np.float32))
     was_training = module.training
     module.eval()
     try:

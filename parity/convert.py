@@ -168,7 +168,8 @@ def torch_to_flax(module: torch.nn.Module | Mapping[str, torch.Tensor], model: n
     if unexpected or missing or mismatched:
         missing = [f"{m} (no torch key maps to it)" for m in missing]
         raise ConversionError(missing, unexpected, mismatched, "torch -> Flax")
-    flat = {s.flax_path: jnp.asarray(s.to_flax(state[s.torch_key].detach().cpu().numpy()), s.flax_dtype)
+    # Copies: jnp.asarray may alias a numpy view of the torch storage, which torch may later update in place.
+    flat = {s.flax_path: jnp.array(s.to_flax(state[s.torch_key].detach().cpu().numpy()), s.flax_dtype, copy=True)
             for s in slots}
     return unflatten_dict(flat)
 

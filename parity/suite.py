@@ -30,7 +30,7 @@ def move_batchnorm_statistics(module: torch.nn.Module, name: str, shape: tuple[i
     module.train()
     with torch.no_grad():
         for step in range(3):
-            module(torch.as_tensor(check.sample_input(name, shape, seed=seed + step)) * 2 + 0.5)
+            module(check.to_torch(check.sample_input(name, shape, seed=seed + step)) * 2 + 0.5)
     module.eval()
 
 
@@ -89,7 +89,7 @@ def check_model(name: str, seed: int = 0) -> Row:
     shape = input_shape(model, 2 if model.fixed_size else 1, size)
     x = kink_free_input(module, name, shape, seed)
     with torch.no_grad():
-        targets = training.make_targets(name, tuple(module.eval()(torch.as_tensor(x)).shape), seed)
+        targets = training.make_targets(name, tuple(module.eval()(check.to_torch(x)).shape), seed)
     report = training.compare_gradients(module, model, convert.torch_to_flax(module, model, x), x, targets,
                                         training.loss_kind(name))
     return Row(name, parameters, forward, report.worst, exact)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
-from parity.check import exact_numerics, to_nhwc
+from parity.check import exact_numerics, to_nhwc, to_torch
 from parity.convert import activation_to_torch, flatten_shapes, flax_name, flax_to_torch
 from train.optimizers import torch_adam, torch_sgd
 
@@ -129,7 +129,7 @@ def near_kinks(module: torch.nn.Module, x_nchw: np.ndarray, gap: float = 1e-6, t
     module.train(train)
     try:
         with torch.no_grad():
-            module(torch.as_tensor(x_nchw).clone())
+            module(to_torch(x_nchw).clone())
     finally:
         module.train(was_training)
         for h in hooks:
@@ -191,7 +191,7 @@ def compare_gradients(module: torch.nn.Module, model: nn.Module, variables: Any,
             module.train(train)
             module.zero_grad(set_to_none=True)
             with replayed_dropout(module, _torch_masks(model, intermediates, x.shape)):
-                loss_t = torch_loss(kind, module(torch.as_tensor(x_nchw)), torch.as_tensor(targets))
+                loss_t = torch_loss(kind, module(to_torch(x_nchw)), to_torch(targets))
             loss_t.backward()
         grads_sd = flax_to_torch({**state, "params": grads}, model, module, x_nchw.shape)
     # A gradient that is zero in exact arithmetic (a conv bias before train-mode BatchNorm) is pure
@@ -220,7 +220,7 @@ def compare_batchnorm_training(module: torch.nn.Module, model: nn.Module, variab
             y, new = model.apply(state, x, train=True, mutable=["batch_stats", "intermediates"],
                                  rngs={"dropout": jax.random.fold_in(jax.random.key(seed), step)})
             with torch.no_grad(), replayed_dropout(module, _torch_masks(model, new.get("intermediates"), x.shape)):
-                y_t = module(torch.as_tensor(x_nchw))
+                y_t = module(to_torch(x_nchw))
         state["batch_stats"] = new["batch_stats"]
         outputs.append(_relative(np.asarray(y, np.float64), to_nhwc(y_t).astype(np.float64)))
     module.eval()
@@ -275,7 +275,7 @@ def compare_optimizer_steps(module: torch.nn.Module, model: nn.Module, variables
                     state["batch_stats"] = batch_stats
                 torch_opt.zero_grad()
                 with replayed_dropout(module, _torch_masks(model, intermediates, x.shape)):
-                    loss_t = torch_loss(kind, module(torch.as_tensor(x_nchw)), torch.as_tensor(t))
+                    loss_t = torch_loss(kind, module(to_torch(x_nchw)), to_torch(t))
                 loss_t.backward()
                 torch_opt.step()
             losses.append((float(loss_t.detach()), float(loss)))

@@ -32,5 +32,15 @@ class Checkpoints:
                                                                        meta=ocp.args.JsonRestore()))
         return restored["state"], dict(restored["meta"])
 
+    def meta(self, epoch: int) -> dict:
+        """Only the metadata saved at `epoch` (config and metrics history)."""
+        return dict(self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+
+    def read(self, epoch: int) -> tuple[Any, dict]:
+        """The saved state as plain arrays (no target structure needed), and the metadata."""
+        restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                                       meta=ocp.args.JsonRestore()))
+        return restored["state"], dict(restored["meta"])
+
     def close(self) -> None:
         self.manager.close()

@@ -29,6 +29,7 @@ RECIPES = {
     "lenet5_mnist": dict(preprocess="raw", optimizer="adam", lr=1e-3, batch_size=100, epochs=1),
     "mnist_cnn": dict(preprocess="normalize", optimizer="adam", lr=1e-3, batch_size=64, epochs=10),
 }
+RESUME_MUST_MATCH = ("model", "dataset", "optimizer", "batch_size", "preprocess", "seed", "train_subset")
 DEFAULT_RECIPE = dict(preprocess="normalize", optimizer="adam", lr=1e-3, batch_size=64, epochs=1)
 
 
@@ -53,6 +54,7 @@ class Config:
     init: str = "torch"
     parallel: str = "sharding"
     loop: str = "auto"
+    devices: int | None = None
     resume: bool = False
     export_torch: str | None = None
     train_subset: int | None = None
@@ -98,7 +100,8 @@ def run(config: Config) -> dict:
     dataset = data_lib.load(config.dataset, config.data_dir, config.tfds_dir)
     dataset = dataset.subset(config.train_subset, config.test_subset)
     tx = create_optimizer(config.optimizer, config.lr, config.weight_decay)
-    trainer = Trainer(model, tx, config.preprocess, config.parallel, config.loop)
+    devices = jax.devices()[: config.devices] if config.devices else None
+    trainer = Trainer(model, tx, config.preprocess, config.parallel, config.loop, devices=devices)
     if config.batch_size % trainer.num_devices:
         raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {trainer.num_devices} devices")
 
@@ -112,7 +115,16 @@ def run(config: Config) -> dict:
     checkpoints = Checkpoints(out)
     history, start_epoch = [], 0
     if config.resume and checkpoints.latest() is not None:
-        state, meta = checkpoints.restore(checkpoints.latest(), state)
+        latest = checkpoints.latest()
+        saved = checkpoints.meta(latest).get("config", {})
+        changed = {k: (saved.get(k), getattr(config, k)) for k in RESUME_MUST_MATCH
+                   if saved.get(k, getattr(config, k)) != getattr(config, k)}
+        if changed:
+            raise TrainingError(f"cannot resume: the checkpoint was trained with other settings {changed} (saved, now)")
+        try:
+            state, meta = checkpoints.restore(latest, state)
+        except ValueError as err:
+            raise TrainingError(f"cannot resume from {checkpoints.directory / str(latest)}: {err}") from err
         history, start_epoch = meta["epochs"], meta["epochs"][-1]["epoch"]
         print(f"resumed from {checkpoints.directory / str(start_epoch)}")
 
@@ -142,7 +154,7 @@ def run(config: Config) -> dict:
                         "test_accuracy": test_accuracy, "seconds": seconds})
         print(f"epoch {epoch}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, test loss {test_loss:.4f}, "
               f"test accuracy {100 * test_accuracy:.2f}% ({seconds:.1f}s)", flush=True)
-        checkpoints.save(epoch, state, {"epochs": history})
+        checkpoints.save(epoch, state, {"epochs": history, "config": dataclasses.asdict(config)})
     checkpoints.close()
 
     final = history[-1] if history else {"test_loss": float("nan"), "test_accuracy": float("nan")}
@@ -218,6 +230,7 @@ def parse_args(argv=None) -> Config:
                    help="torch: U(+-1/sqrt(fan_in)) like torch's defaults (default); flax: LeCun normal, zero bias")
     p.add_argument("--parallel", choices=["sharding", "pmap"], default="sharding")
     p.add_argument("--loop", choices=["auto", "step", "scan"], default="auto")
+    p.add_argument("--devices", type=int, help="use the first N devices (default: all, of every process)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint under --out")
     p.add_argument("--export-torch", metavar="PATH", help="write a torch state_dict (.pt) of the trained model")
     p.add_argument("--train-subset", type=int, help="train on the first N images only")

@@ -53,7 +53,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, preproce
     prep = PREPROCESS[preprocess]
 
     def step(state: TrainState, images, labels, indices, key):
-        x, y = prep(images[indices]), labels[indices]
+        dtype = jax.tree_util.tree_leaves(state.params)[0].dtype  # float32, or float64 under jax x64
+        x, y = prep(images[indices]).astype(dtype), labels[indices]
         dropout_key = jax.random.fold_in(key, state.step)
         if axis_name is not None:
             dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
@@ -152,8 +153,11 @@ class Trainer:
 
     def put_replicated(self, tree):
         """Host values -> every device (identical on every process)."""
-        if self.parallel == "pmap":
-            return jax.device_put_replicated(tree, self.devices)
+        if self.parallel == "pmap":  # a leading device axis, one copy per device
+            stacked = NamedSharding(self.mesh, P("data"))
+            return jax.tree_util.tree_map(
+                lambda a: jax.device_put(np.broadcast_to(np.asarray(a), (self.num_devices, *np.shape(a))), stacked),
+                tree)
         return jax.tree_util.tree_map(
             lambda a: jax.make_array_from_callback(np.shape(a), self.replicated, lambda idx, a=a: np.asarray(a)[idx]),
             tree)
@@ -163,8 +167,8 @@ class Trainer:
         if indices.shape[-1] % self.num_devices:
             raise ValueError(f"batch size {indices.shape[-1]} is not divisible by the {self.num_devices} devices")
         if self.parallel == "pmap":
-            split = indices.reshape(*indices.shape[:-1], self.num_devices, -1)
-            return jax.device_put_sharded(list(np.moveaxis(split, -2, 0)), self.devices)
+            split = np.moveaxis(indices.reshape(*indices.shape[:-1], self.num_devices, -1), -2, 0)
+            return jax.device_put(np.ascontiguousarray(split), NamedSharding(self.mesh, P("data")))
         spec = P(*([None] * (indices.ndim - 1)), "data")
         sharding = NamedSharding(self.mesh, spec)
         return jax.make_array_from_callback(indices.shape, sharding, lambda idx: indices[idx])
