@@ -26,7 +26,7 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def restore(self, epoch: int, abstract_state: Any) -> tuple[Any, dict]:
-        """The state (shaped and placed like `abstract_state`) and the metadata saved at `epoch`."""
+        """The state (shaped and placed like `abstract_state`, on any devices) and the metadata saved at `epoch`."""
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
         restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                                        meta=ocp.args.JsonRestore()))
@@ -35,12 +35,6 @@ class Checkpoints:
     def meta(self, epoch: int) -> dict:
         """Only the metadata saved at `epoch` (config and metrics history)."""
         return dict(self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-
-    def read(self, epoch: int) -> tuple[Any, dict]:
-        """The saved state as plain arrays (no target structure needed), and the metadata."""
-        restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                                       meta=ocp.args.JsonRestore()))
-        return restored["state"], dict(restored["meta"])
 
     def close(self) -> None:
         self.manager.close()
