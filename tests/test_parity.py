@@ -3,7 +3,6 @@
 import jax
 import numpy as np
 import pytest
-import torch
 
 import jaxcnn
 from parity import check, convert

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -219,3 +218,17 @@ def test_lenet5_adam_trajectory_in_float32_agrees_until_rounding_chaos(mnist_dat
     subset = mnist_data.subset(10_000)
     torch_losses, flax_losses = trajectory.lenet5_adam_losses(subset.train_images, subset.train_labels, 30)
     assert all(abs(a - b) <= 1e-4 * abs(a) for a, b in zip(torch_losses, flax_losses))
+
+
+def test_fashion_mnist_files_are_checked_against_their_own_sums(tiny_idx):
+    with pytest.raises(data.DataError, match=r"sha256 .*expected 3aede38d"):
+        data.load_idx(tiny_idx, "fashion_mnist")
+    with pytest.raises(data.DataError, match=r"unknown dataset 'kmnist'"):
+        data.load_idx(tiny_idx, "kmnist")
+
+
+def test_epoch_order_drops_the_partial_batch_and_is_reproducible():
+    order = epoch_order(3, 2, 1050, 100)
+    assert order.shape == (10, 100) and len(np.unique(order)) == 1000
+    np.testing.assert_array_equal(order, epoch_order(3, 2, 1050, 100))
+    assert not np.array_equal(order, epoch_order(3, 3, 1050, 100))

@@ -1,12 +1,12 @@
 """Training-mode parity: gradients, BatchNorm statistics, optimizer steps (issue 3)."""
 
-import numpy as np
 import pytest
 import torch
 
 import jaxcnn
 from parity import check, training
 from tests import helpers
+from train.optimizers import torch_adamw
 
 SMALL = ["cifar_conv_mlp", "cnn_basic", "cnn_bn_dropout", "conv_relu_conv", "lenet5_classic", "lenet5_mnist",
          "mnist_cnn", "sun_regressor", "two_conv_net"]
@@ -91,7 +91,7 @@ def test_optax_twins_do_torch_optim_arithmetic(optimizer):
 def test_adamw_is_not_torch_adam_with_weight_decay():
     training.NOTEBOOK_OPTIMIZERS["adamw_as_l2"] = (
         lambda ps: torch.optim.Adam(ps, lr=1e-3, weight_decay=1e-3),
-        lambda: __import__("train.optimizers").optimizers.torch_adamw(lr=1e-3, weight_decay=1e-3))
+        lambda: torch_adamw(lr=1e-3, weight_decay=1e-3))
     try:
         relative = training.compare_optimizer_arithmetic("adamw_as_l2", [(64, 32)], steps=20)
     finally:

@@ -9,7 +9,6 @@ from torch's default distributions (--init torch, the default), so a run trains 
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
