@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import jax
@@ -16,9 +17,8 @@ from train.checkpoint import Checkpoints
 from train.optimizers import create_optimizer, torch_adam, torch_sgd
 from train.step import Trainer, epoch_order, init_state
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-if not MNIST_DIR.is_dir():
-    MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+# The real files: $JAXCNN_DATA_DIR, else ../shared/data/mnist beside the repository (never copied into it).
+MNIST_DIR = Path(os.environ.get(data.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 
 
 @pytest.fixture(scope="module")

@@ -112,20 +112,8 @@ def run(config: Config) -> dict:
     test_images, test_labels = trainer.put_replicated((dataset.test_images, dataset.test_labels))
 
     checkpoints = Checkpoints(out)
-    history, start_epoch = [], 0
-    if config.resume and checkpoints.latest() is not None:
-        latest = checkpoints.latest()
-        saved = checkpoints.meta(latest).get("config", {})
-        changed = {k: (saved.get(k), getattr(config, k)) for k in RESUME_MUST_MATCH
-                   if saved.get(k, getattr(config, k)) != getattr(config, k)}
-        if changed:
-            raise TrainingError(f"cannot resume: the checkpoint was trained with other settings {changed} (saved, now)")
-        try:
-            state, meta = checkpoints.restore(latest, state)
-        except ValueError as err:
-            raise TrainingError(f"cannot resume from {checkpoints.directory / str(latest)}: {err}") from err
-        history, start_epoch = meta["epochs"], meta["epochs"][-1]["epoch"]
-        print(f"resumed from {checkpoints.directory / str(start_epoch)}")
+    state, history = _resume(checkpoints, config, state) if config.resume else (state, [])
+    start_epoch = history[-1]["epoch"] if history else 0
 
     steps_per_epoch = len(dataset.train_labels) // config.batch_size
     if steps_per_epoch == 0:
@@ -172,6 +160,24 @@ def run(config: Config) -> dict:
           f"train {train_seconds:.1f}s + compile {compile_seconds:.1f}s on {trainer.num_devices} "
           f"{jax.default_backend()} device(s); {out / 'metrics.json'}")
     return metrics
+
+
+def _resume(checkpoints: Checkpoints, config: Config, state) -> tuple:
+    """The newest checkpoint's state and epoch history (none: the given state, no history)."""
+    latest = checkpoints.latest()
+    if latest is None:
+        return state, []
+    saved = checkpoints.meta(latest).get("config", {})
+    changed = {k: (saved.get(k), getattr(config, k)) for k in RESUME_MUST_MATCH
+               if saved.get(k, getattr(config, k)) != getattr(config, k)}
+    if changed:
+        raise TrainingError(f"cannot resume: the checkpoint was trained with other settings {changed} (saved, now)")
+    try:
+        state, meta = checkpoints.restore(latest, state)
+    except ValueError as err:
+        raise TrainingError(f"cannot resume from {checkpoints.directory / str(latest)}: {err}") from err
+    print(f"resumed from {checkpoints.directory / str(latest)}")
+    return state, meta["epochs"]
 
 
 def export_torch(name: str, model, model_kwargs: dict, state, path: str) -> None:
