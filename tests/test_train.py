@@ -232,3 +232,9 @@ def test_epoch_order_drops_the_partial_batch_and_is_reproducible():
     assert order.shape == (10, 100) and len(np.unique(order)) == 1000
     np.testing.assert_array_equal(order, epoch_order(3, 2, 1050, 100))
     assert not np.array_equal(order, epoch_order(3, 3, 1050, 100))
+
+
+def test_loop_benchmark_runs_every_variant():
+    from train import loopbench
+    results = loopbench.measure(steps=3, batch=8)
+    assert len(results) == 6 and all(ms > 0 for ms in results.values())
