@@ -238,3 +238,14 @@ def test_loop_benchmark_runs_every_variant():
     from train import loopbench
     results = loopbench.measure(steps=3, batch=8)
     assert len(results) == 6 and all(ms > 0 for ms in results.values())
+
+
+def test_benchmark_harness_smoke(mnist_data):
+    from train import bench
+    results = bench.benchmark(mnist_data.subset(1000, 200), steps=3, repeats=1, with_compile=False)
+    for name in ("lenet5_mnist", "mnist_cnn"):
+        row = results[name]
+        for key in ("flax_train_images_per_s", "torch_eager_train_images_per_s", "flax_infer_images_per_s",
+                    "torch_infer_images_per_s", "train_ratio_flax_over_torch_eager"):
+            assert row[key] > 0, key
+    assert results["versions"]["jax"] == jax.__version__

@@ -1,0 +1,166 @@
+"""python -m train.bench: training and inference throughput, Flax (the train.mnist loop) beside the torch
+originals trained as the notebooks train them, in one process, on the same data already in memory.
+
+Medians of --repeats runs (warm-up and compilation excluded; compile seconds reported apart), images/s,
+and the ratios Flax/torch. --quick runs few steps (a smoke test, not a measurement).
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+from train import data as data_lib
+from train.mnist import RECIPES, build_model
+from train.optimizers import create_optimizer
+from train.step import PREPROCESS, Trainer, epoch_order, init_state
+
+BENCH_MODELS = ("lenet5_mnist", "mnist_cnn")
+
+
+def _median_rate(run, images_per_run: int, repeats: int) -> float:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return images_per_run / statistics.median(seconds)
+
+
+def flax_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, infer_batch: int = 1000) -> dict:
+    recipe = RECIPES[name]
+    model, _ = build_model(name, "torch")
+    tx = create_optimizer(recipe["optimizer"], recipe["lr"])
+    trainer = Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1])
+    key = jax.random.PRNGKey(0)
+    images, labels = trainer.put_replicated((dataset.train_images, dataset.train_labels))
+    state = trainer.replicate_state(init_state(model, tx, key))
+    compile_seconds = trainer.compile(state, images, labels, key, recipe["batch_size"])
+    order = epoch_order(0, 1, len(dataset.train_labels), recipe["batch_size"])[:steps]
+
+    def train():
+        nonlocal state
+        state, losses = trainer.train_steps(state, images, labels, order, key)
+        jax.block_until_ready(losses[-1])
+
+    train()  # warm-up
+    train_rate = _median_rate(train, steps * recipe["batch_size"], repeats)
+    prep = PREPROCESS[recipe["preprocess"]]
+    infer = jax.jit(lambda v, x: model.apply(v, prep(x)).argmax(-1))
+    variables = {"params": state.params, "batch_stats": state.batch_stats}  # after training: steps donate state
+    test = jax.device_put(dataset.test_images[:infer_batch])
+    jax.block_until_ready(infer(variables, test))
+    return {"flax_train_images_per_s": train_rate,
+            "flax_infer_images_per_s": _median_rate(lambda: jax.block_until_ready(infer(variables, test)),
+                                                    infer_batch, repeats),
+            "flax_compile_seconds": compile_seconds}
+
+
+def torch_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, infer_batch: int = 1000,
+                compiled: bool = False) -> dict:
+    """The notebooks' loop: zero_grad, forward, CrossEntropyLoss, backward, Adam step, on in-memory tensors."""
+    import torch
+
+    from parity import torch_models
+
+    recipe = RECIPES[name]
+    torch.manual_seed(0)
+    module = torch_models.create(name)
+    x = torch.from_numpy(np.array(dataset.train_images[..., 0])).unsqueeze(1).float()
+    if recipe["preprocess"] == "normalize":
+        x = (x / 255.0 - 0.5) / 0.5
+    y = torch.from_numpy(np.array(dataset.train_labels, np.int64))
+    test = x[:infer_batch].clone()
+    optimizer = torch.optim.Adam(module.parameters(), lr=recipe["lr"])
+    loss = torch.nn.CrossEntropyLoss()
+    forward = module
+    start = time.perf_counter()
+    if compiled:
+        forward = torch.compile(module)
+    order = epoch_order(0, 1, len(y), recipe["batch_size"])[:steps]
+
+    def train():
+        module.train()
+        for indices in order:
+            optimizer.zero_grad()
+            loss_value = loss(forward(x[indices]), y[indices])
+            loss_value.backward()
+            optimizer.step()
+
+    def infer():
+        module.eval()
+        with torch.no_grad():
+            return forward(test).argmax(1)
+
+    train()  # warm-up (and compilation, for torch.compile)
+    infer()
+    prefix = "torch_compile" if compiled else "torch_eager"
+    rates = {f"{prefix}_train_images_per_s": _median_rate(train, steps * recipe["batch_size"], repeats)}
+    if compiled:
+        rates["torch_compile_seconds"] = time.perf_counter() - start
+    else:
+        rates["torch_infer_images_per_s"] = _median_rate(infer, infer_batch, repeats)
+    return rates
+
+
+def benchmark(dataset: data_lib.Dataset, steps: int, repeats: int, with_compile: bool) -> dict:
+    import torch
+
+    results = {}
+    for name in BENCH_MODELS:
+        row = flax_rates(name, dataset, steps, repeats) | torch_rates(name, dataset, steps, repeats)
+        if with_compile:
+            try:
+                row |= torch_rates(name, dataset, steps, repeats, compiled=True)
+            except Exception as err:  # torch.compile needs a working inductor toolchain
+                row["torch_compile_train_images_per_s"] = None
+                row["torch_compile_error"] = f"{type(err).__name__}: {err}"[:300]
+        row["train_ratio_flax_over_torch_eager"] = row["flax_train_images_per_s"] / row["torch_eager_train_images_per_s"]
+        row["infer_ratio_flax_over_torch"] = row["flax_infer_images_per_s"] / row["torch_infer_images_per_s"]
+        results[name] = row
+    results["hardware"] = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()[:1]],
+                           "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+    results["versions"] = {"python": platform.python_version(), "jax": jax.__version__, "torch": torch.__version__,
+                           "flax": __import__("flax").__version__, "optax": __import__("optax").__version__}
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__)
+    parser.add_argument("--data-dir", help=f"the four MNIST IDX .gz files (or ${data_lib.DATA_DIR_ENV})")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per timed run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="20 steps, 2 repeats, no torch.compile")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
+    try:
+        dataset = data_lib.load("mnist", args.data_dir)
+    except data_lib.DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    results = benchmark(dataset, steps, repeats, args.compile and not args.quick)
+    print(f"{'model':14s} {'':6s} {'flax img/s':>12s} {'torch eager':>12s} {'torch.compile':>14s} {'flax/eager':>11s}")
+    for name in BENCH_MODELS:
+        r = results[name]
+        compiled = r.get("torch_compile_train_images_per_s")
+        compiled = "-" if compiled is None else f"{compiled:.0f}"
+        print(f"{name:14s} {'train':6s} {r['flax_train_images_per_s']:12.0f} {r['torch_eager_train_images_per_s']:12.0f} "
+              f"{compiled:>14s} {r['train_ratio_flax_over_torch_eager']:10.2f}x")
+        print(f"{name:14s} {'infer':6s} {r['flax_infer_images_per_s']:12.0f} {r['torch_infer_images_per_s']:12.0f} "
+              f"{'':>14s} {r['infer_ratio_flax_over_torch']:10.2f}x")
+    print(f"{results['hardware']}\n{results['versions']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
