@@ -88,8 +88,7 @@ def check_model(name: str, seed: int = 0) -> Row:
         module, model = random_original(name, seed, **settings)
     shape = input_shape(model, 2 if model.fixed_size else 1, size)
     x = kink_free_input(module, name, shape, seed)
-    with torch.no_grad():
-        targets = training.make_targets(name, tuple(module.eval()(check.to_torch(x)).shape), seed)
+    targets = training.targets_for(name, module, x, seed)
     report = training.compare_gradients(module, model, convert.torch_to_flax(module, model, x), x, targets,
                                         training.loss_kind(name))
     return Row(name, parameters, forward, report.worst, exact)

@@ -40,6 +40,13 @@ def make_targets(name: str, output_shape_nchw: tuple[int, ...], seed: int = 0) -
     return rng.integers(0, output_shape_nchw[1], output_shape_nchw[0]).astype(np.int64)
 
 
+def targets_for(name: str, module: torch.nn.Module, x_nchw: np.ndarray, seed: int = 0) -> np.ndarray:
+    """make_targets for the output that `module` (in eval mode) gives on x_nchw."""
+    with torch.no_grad():
+        shape = tuple(module.eval()(to_torch(x_nchw)).shape)
+    return make_targets(name, shape, seed)
+
+
 def flax_loss(kind: str, y: jax.Array, targets: jax.Array) -> jax.Array:
     if kind == "mse":
         return jnp.mean(jnp.square(y - targets))

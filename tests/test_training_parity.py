@@ -12,12 +12,6 @@ SMALL = ["cifar_conv_mlp", "cnn_basic", "cnn_bn_dropout", "conv_relu_conv", "len
          "mnist_cnn", "sun_regressor", "two_conv_net"]
 
 
-def _targets(name, module, x, seed=0):
-    with torch.no_grad():
-        shape = tuple(module.eval()(torch.as_tensor(x)).shape)
-    return training.make_targets(name, shape, seed)
-
-
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train-shared-dropout"])
 @pytest.mark.parametrize("name", jaxcnn.list_models())
 def test_float32_gradients_equal_torch(name, train):
@@ -26,7 +20,7 @@ def test_float32_gradients_equal_torch(name, train):
     batch = 2 if (name in SMALL and name != "sun_regressor") or (name.endswith("_bn") and train) else 1
     kwargs = {"input_size": 64} if name == "sun_regressor" else {"size": 32} if name.endswith("_bn") else {}
     module, model, variables, x = helpers.random_pair(name, seed=0, batch=batch, kink_free=train, **kwargs)
-    report = training.compare_gradients(module, model, variables, x, _targets(name, module, x),
+    report = training.compare_gradients(module, model, variables, x, training.targets_for(name, module, x),
                                         training.loss_kind(name), train=train)
     assert abs(report.loss_flax - report.loss_torch) <= 1e-5 * abs(report.loss_torch)
     assert report.worst <= 1e-4, {k: v for k, v in report.relative.items() if v > 1e-4}
@@ -39,7 +33,7 @@ def test_float64_gradients_equal_torch_to_rounding(name):
     name = name.removesuffix("_64")
     module, model, variables, x = helpers.random_pair(name, seed=1, batch=2, **kwargs)
     for train in (False, True):
-        report = training.compare_gradients(module, model, variables, x, _targets(name, module, x),
+        report = training.compare_gradients(module, model, variables, x, training.targets_for(name, module, x),
                                             training.loss_kind(name), train=train, double=True)
         assert report.worst <= 1e-9, report.relative
 
@@ -47,7 +41,7 @@ def test_float64_gradients_equal_torch_to_rounding(name):
 def test_gradient_check_detects_a_wrong_gradient():
     module, model, variables, x = helpers.random_pair("mnist_cnn", batch=2)
     variables["params"]["conv_stack_9"]["bias"] = variables["params"]["conv_stack_9"]["bias"].at[3].add(1e-2)
-    report = training.compare_gradients(module, model, variables, x, _targets("mnist_cnn", module, x),
+    report = training.compare_gradients(module, model, variables, x, training.targets_for("mnist_cnn", module, x),
                                         "cross_entropy")
     assert report.worst > 1e-4
 
@@ -110,7 +104,7 @@ def _run(name, optimizer, kwargs, double):
     module, model, variables, _ = helpers.random_pair(name, batch=4, **kwargs)
     shape = helpers.test_shape(model, 4)
     batches = [check.sample_input(name, shape, seed) for seed in range(20)]
-    targets = [_targets(name, module, b, seed) for seed, b in enumerate(batches)]
+    targets = [training.targets_for(name, module, b, seed) for seed, b in enumerate(batches)]
     return training.compare_optimizer_steps(module, model, variables, batches, targets, training.loss_kind(name),
                                             optimizer, double=double)
 

@@ -9,6 +9,7 @@ jit + NamedSharding on a 1-D 'data' mesh, or with pmap + pmean.
 
 import dataclasses
 import math
+import time
 from typing import Any, Callable
 
 import jax
@@ -184,7 +185,6 @@ class Trainer:
 
     def compile(self, state, images, labels, key, batch_size: int) -> float:
         """Compiles the step (and the scan of `chunk` steps) ahead of time; returns the seconds it took."""
-        import time
         start = time.perf_counter()
         indices = np.zeros((batch_size,), np.int32)
         self._step = self._step.lower(state, images, labels, self.put_indices(indices), key).compile()
