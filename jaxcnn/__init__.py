@@ -7,6 +7,7 @@
 """
 
 from jaxcnn import alexnet, convnets, lenet, vgg  # noqa: F401  (register the networks)
+from jaxcnn import inspect  # noqa: F401  (jaxcnn.inspect: filters, activations, saliency, class models)
 from jaxcnn.arithmetic import conv_output_size, conv_params, padding_for, pool_output_size
 from jaxcnn.convolution import conv2d_as_linear, conv2d_by_hand, extract_patches
 from jaxcnn.filters import GAUSSIAN_BLUR, SHARPEN, SOBEL_X, SOBEL_Y, apply_filter, gaussian_blur, sharpen, sobel

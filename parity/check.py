@@ -84,6 +84,13 @@ class Comparison:
                 f"allowed {self.rtol * self.scale:.3g} (rtol {self.rtol:g} x max(1, max|y_torch|) = {self.scale:.3g})")
 
 
+def relative_difference(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> float:
+    """max|a - b| / max(max|b|, floor) (0 when both are all zero)."""
+    scale = max(float(np.max(np.abs(b))) if b.size else 0.0, floor)
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+
+
 def compare_arrays(y_torch: Any, y_flax: Any, rtol: float = 1e-5) -> Comparison:
     """Compares a torch output (NCHW or 2-D) with a Flax one (NHWC or 2-D)."""
     a, b = to_nhwc(y_torch).astype(np.float64), np.asarray(y_flax, np.float64)

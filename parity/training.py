@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
-from parity.check import exact_numerics, to_nhwc, to_torch
+from parity.check import exact_numerics, relative_difference, to_nhwc, to_torch
 from parity.convert import activation_to_torch, flatten_shapes, flax_name, flax_to_torch
 from train.optimizers import torch_adam, torch_sgd
 
@@ -98,13 +98,6 @@ def flax_step_fn(model: nn.Module, kind: str, train: bool) -> Callable:
     return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
 
 
-def _relative(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> float:
-    """max|a - b| / max(max|b|, floor) (0 when both are all zero)."""
-    scale = max(float(np.max(np.abs(b))) if b.size else 0.0, floor)
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-    return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
-
-
 def near_kinks(module: torch.nn.Module, x_nchw: np.ndarray, gap: float = 1e-6, train: bool = False) -> int:
     """Points where the gradient jumps and float32 rounding decides which side it lands on.
 
@@ -149,7 +142,7 @@ def compare_states(module: torch.nn.Module, model: nn.Module, variables: Any, sa
     """Per state_dict key (those `keys` accepts): relative difference of the Flax variables to torch's tensors."""
     ours = flax_to_torch(variables, model, module, sample_nchw)
     theirs = module.state_dict()
-    return {k: _relative(ours[k].double().numpy(), theirs[k].detach().double().numpy())
+    return {k: relative_difference(ours[k].double().numpy(), theirs[k].detach().double().numpy())
             for k in theirs if keys(k) and not k.endswith("num_batches_tracked")}
 
 
@@ -205,7 +198,7 @@ def compare_gradients(module: torch.nn.Module, model: nn.Module, variables: Any,
     # float32 rounding noise, ~5e-7 of the model's largest gradient in VGG-16-BN: tensors whose gradient
     # is below 1% of the model's largest are judged against that 1% instead of their own maximum.
     floor = 1e-2 * max(float(p.grad.abs().max()) for p in module.parameters())
-    relative = {name: _relative(grads_sd[name].double().numpy(), p.grad.double().numpy(), floor)
+    relative = {name: relative_difference(grads_sd[name].double().numpy(), p.grad.double().numpy(), floor)
                 for name, p in module.named_parameters()}
     module.eval()
     return GradientReport(float(loss_t.detach()), float(loss), relative)
@@ -229,7 +222,7 @@ def compare_batchnorm_training(module: torch.nn.Module, model: nn.Module, variab
             with torch.no_grad(), replayed_dropout(module, _torch_masks(model, new.get("intermediates"), x.shape)):
                 y_t = module(to_torch(x_nchw))
         state["batch_stats"] = new["batch_stats"]
-        outputs.append(_relative(np.asarray(y, np.float64), to_nhwc(y_t).astype(np.float64)))
+        outputs.append(relative_difference(np.asarray(y, np.float64), to_nhwc(y_t).astype(np.float64)))
     module.eval()
     stats = compare_states(module, model, state, batches[0].shape, lambda k: "running_" in k)
     return outputs, stats
@@ -311,5 +304,5 @@ def compare_optimizer_arithmetic(optimizer: str, shapes: list[tuple[int, ...]], 
         torch_opt.step()
         updates, opt_state = tx.update([jnp.asarray(g) for g in grads], opt_state, params)
         params = optax.apply_updates(params, updates)
-    return {f"tensor{i}": _relative(np.asarray(p, np.float64), t.detach().double().numpy())
+    return {f"tensor{i}": relative_difference(np.asarray(p, np.float64), t.detach().double().numpy())
             for i, (p, t) in enumerate(zip(params, tensors))}

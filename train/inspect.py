@@ -1,0 +1,199 @@
+"""python -m train.inspect: pictures of what a network trained by train.mnist has learned (notebook 004's tools).
+
+    python -m train.inspect --checkpoint runs/cnn --data-dir ../shared/data/mnist --out runs/cnn/inspect
+
+Reads the newest checkpoint under --checkpoint (a train.mnist --out directory), takes test image
+--image-index, and writes one PNG per tool and index.md listing them into --out.
+"""
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcnn import inspect as tools
+from train import data as data_lib
+from train import figures
+from train.checkpoint import Checkpoints
+from train.mnist import TrainingError, build_model
+from train.optimizers import create_optimizer
+from train.step import PREPROCESS, init_state
+
+INPUT_RANGES = {"raw": (0.0, 255.0), "normalize": (-1.0, 1.0)}
+
+
+class InspectError(RuntimeError):
+    """The checkpoint or the request cannot be inspected; the message says why."""
+
+
+@dataclasses.dataclass
+class Trained:
+    model: object
+    variables: dict
+    config: dict
+    epoch: int
+
+
+def load_trained(checkpoint: str | Path, model_name: str | None = None) -> Trained:
+    """The newest checkpoint of a train.mnist run as a model and its variables."""
+    out = Path(checkpoint)
+    out = out.parent if out.name == "checkpoints" else out
+    if not (out / "checkpoints").is_dir():
+        raise InspectError(f"{out} holds no checkpoints/ directory (python -m train.mnist --out DIR writes one)")
+    checkpoints = Checkpoints(out)
+    try:
+        epoch = checkpoints.latest()
+        if epoch is None:
+            raise InspectError(f"{out / 'checkpoints'} holds no finished checkpoint")
+        config = checkpoints.meta(epoch)["config"]
+        if model_name and model_name != config["model"]:
+            raise InspectError(f"--model {model_name} but {out} was trained with --model {config['model']}")
+        model, _ = build_model(config["model"], config["init"])
+        tx = create_optimizer(config["optimizer"], config["lr"], config["weight_decay"])
+        state, _ = checkpoints.restore(epoch, init_state(model, tx, jax.random.key(0)))
+    finally:
+        checkpoints.close()
+    variables = {"params": state.params} | ({"batch_stats": state.batch_stats} if state.batch_stats else {})
+    return Trained(model, variables, config, epoch)
+
+
+def _batched(fn, images: np.ndarray, size: int = 1000) -> np.ndarray:
+    return np.concatenate([np.asarray(fn(images[i:i + size])) for i in range(0, len(images), size)])
+
+
+def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_index: int = 0,
+            target: int | None = None, layer: str | None = None, neighbours: int = 8, occlusion_size: int = 7,
+            occlusion_stride: int = 1, class_steps: int = 200) -> list[tuple[str, str]]:
+    """Writes the PNGs and index.md into `out`; returns [(file name, what it shows)]."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, variables, name = trained.model, trained.variables, trained.config["model"]
+    if not 0 <= image_index < len(dataset.test_labels):
+        raise InspectError(f"--image-index {image_index} is outside the test set (0..{len(dataset.test_labels) - 1})")
+    preprocess = jax.jit(PREPROCESS[trained.config["preprocess"]])
+    raw = dataset.test_images[image_index]
+    label = int(dataset.test_labels[image_index])
+    target = label if target is None else target
+    if not 0 <= target < model.num_classes:
+        raise InspectError(f"--class {target} is not one of the model's classes 0..{model.num_classes - 1}")
+    image = preprocess(raw)
+    convs = tools.conv_layers(model)
+    layer = layer or convs[0]
+    probabilities = jax.nn.softmax(model.apply(variables, image[None])[0])
+    about = f"{name} (epoch {trained.epoch}), test image {image_index} (label {label}), class {target}"
+    written = []
+
+    def kernel(path: str) -> np.ndarray:
+        tree = variables["params"]
+        for part in path.split("/"):
+            tree = tree[part]
+        return np.asarray(tree["kernel"])
+
+    figures.grid_figure(tools.filter_images(kernel(convs[0])), out / "filters.png",
+                        f"{name}: the {kernel(convs[0]).shape[-1]} filters of {convs[0]}")
+    written.append(("filters.png", f"the first conv layer's kernels ({convs[0]}), one image per filter"))
+    if len(convs) > 1:
+        later = kernel(convs[1])
+        figures.grid_figure(tools.channel_filter_images(later[..., :16]), out / "filters_channels.png",
+                            f"{convs[1]}: filters 0-15 (rows) by input channel (columns)", nrow=later.shape[2])
+        written.append(("filters_channels.png", f"{convs[1]}'s kernels channel by channel (first 16 filters)"))
+
+    maps = np.asarray(tools.activations(model, variables, image[None], layer))[0]
+    figures.grid_figure(np.moveaxis(maps, -1, 0)[..., None], out / "activations.png",
+                        f"{layer} activation maps: {about}")
+    written.append(("activations.png", f"the {maps.shape[-1]} activation maps of {layer} for the test image"))
+
+    bank = _batched(preprocess, dataset.test_images)
+    embed = jax.jit(lambda x: tools.features(model, variables, x))
+    embeddings = _batched(embed, bank)
+    others = np.delete(np.arange(len(bank)), image_index)
+    rows = []
+    for space, vectors in (("feature space", embeddings), ("pixel space", bank)):
+        found, _ = tools.nearest_neighbours(vectors[image_index], vectors[others], neighbours)
+        found = others[np.asarray(found)]
+        rows.append((space, np.concatenate([raw[None], dataset.test_images[found]]),
+                     [f"query ({label})"] + [f"#{i} ({dataset.test_labels[i]})" for i in found]))
+    figures.rows_figure(rows, out / "neighbours.png", f"{neighbours} nearest test images (label): {about}")
+    written.append(("neighbours.png", f"{neighbours} nearest neighbours in feature space (last hidden layer, "
+                                      f"{embeddings.shape[1]} values) and in pixel space"))
+
+    black = float(preprocess(np.zeros((), np.uint8)))  # a zeroed pixel, in the model's input space
+    occluded = np.asarray(tools.occlusion(model, variables, image, target, occlusion_size, occlusion_stride, black))
+    first, stride = (occlusion_size - 1) / 2, occlusion_stride  # the map's values sit at the patch centres
+    extent = (first - stride / 2, first + (occluded.shape[1] - 0.5) * stride,
+              first + (occluded.shape[0] - 0.5) * stride, first - stride / 2)
+    figures.maps_figure(raw, [(f"P(class {target}), {occlusion_size}x{occlusion_size} patch", occluded, "viridis",
+                               extent)], out / "occlusion.png",
+                        f"occlusion: {about}, P = {float(probabilities[target]):.3f}")
+    written.append(("occlusion.png", f"P(class {target}) with a {occlusion_size}x{occlusion_size} patch of zero "
+                                     f"pixels centred on each position (lowest: the pixels the decision rests on)"))
+
+    saliency = tools.gradient_saliency(model, variables, image[None], jnp.array([target]))[0]
+    figures.maps_figure(raw, [("max_c |d score / d pixel|", saliency, "hot")], out / "saliency.png",
+                        f"gradient saliency: {about}")
+    written.append(("saliency.png", "gradient saliency: max over channels of \\|d score_c / d image\\|"))
+
+    guided = np.asarray(tools.guided_backprop(model, variables, image[None], jnp.array([target]))[0])
+    figures.maps_figure(raw, [("guided backprop", guided, "seismic"),
+                              ("positive part", np.maximum(guided, 0), "hot")], out / "guided_backprop.png",
+                        f"guided backprop: {about}")
+    written.append(("guided_backprop.png", "d score_c / d image through guided ReLUs (red: positive)"))
+
+    low, high = INPUT_RANGES[trained.config["preprocess"]]
+    span = high - low  # step and penalty in units of the input range, so raw 0..255 inputs behave like [-1, 1]
+    classes = np.arange(model.num_classes)
+    images = tools.class_models(model, variables, classes, tuple(image.shape), steps=class_steps,
+                                learning_rate=0.1 * span ** 2, l2=1e-2 / span ** 2, blur_every=10, clip_every=10,
+                                clip_fraction=0.1, value_range=(low, high))
+    predicted = np.asarray(model.apply(variables, images).argmax(-1))
+    figures.rows_figure([("class model", np.asarray(images), [f"{c}: seen as {p}" for c, p in zip(classes, predicted)])],
+                        out / "class_models.png", f"{name}: gradient ascent on score_c - lambda ||I||^2, blur and "
+                                                  f"clip every 10 of {class_steps} steps")
+    written.append(("class_models.png", "for each class, the image found by gradient ascent on its score"))
+
+    lines = [f"# {about}", "", f"predicted {int(probabilities.argmax())} with P = {float(probabilities.max()):.3f}", "",
+             "| file | what it shows |", "| --- | --- |", *[f"| [{f}]({f}) | {what} |" for f, what in written]]
+    (out / "index.md").write_text("\n".join(lines) + "\n")
+    return written
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.inspect", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a train.mnist --out directory")
+    p.add_argument("--model", help="the registry model (checked against the checkpoint; default: the checkpoint's)")
+    p.add_argument("--data-dir", help=f"the four IDX .gz files (or set ${data_lib.DATA_DIR_ENV}); without it, TFDS")
+    p.add_argument("--tfds-dir", help="TFDS data_dir")
+    p.add_argument("--out", required=True, help="where the PNGs and index.md go")
+    p.add_argument("--image-index", type=int, default=0, help="the test image to explain (default 0)")
+    p.add_argument("--class", dest="target", type=int, help="the class to explain (default: the image's label)")
+    p.add_argument("--layer", help="the layer whose activation maps to draw (default: the first conv)")
+    p.add_argument("--neighbours", type=int, default=8)
+    p.add_argument("--occlusion-size", type=int, default=7)
+    p.add_argument("--occlusion-stride", type=int, default=1)
+    p.add_argument("--class-steps", type=int, default=200, help="gradient-ascent steps per class-model image")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        trained = load_trained(args.checkpoint, args.model)
+        dataset = data_lib.load(trained.config["dataset"], args.data_dir, args.tfds_dir)
+        written = inspect(trained, dataset, args.out, args.image_index, args.target, args.layer, args.neighbours,
+                          args.occlusion_size, args.occlusion_stride, args.class_steps)
+    except (InspectError, TrainingError, data_lib.DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for file, what in written:
+        print(f"{Path(args.out) / file}: {what}")
+    print(f"index: {Path(args.out) / 'index.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
