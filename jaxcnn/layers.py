@@ -16,6 +16,7 @@ from flax import linen as nn
 from jax import lax
 
 from jaxcnn.arithmetic import pool_output_size
+from jaxcnn.tiles import tiled_max, tiled_mean
 
 Size = Union[int, Sequence[int]]
 _PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -233,10 +234,18 @@ def _pool_geometry(x: jax.Array, kernel_size: Size, stride: Size | None, padding
     return (1, *k, 1), (1, *s, 1), [(0, 0), *pads, (0, 0)], (1, *d, 1), out
 
 
+def _tiled(window, strides, pads, dilation, out, x) -> bool:
+    """Non-overlapping windows without padding: the reshape path of jaxcnn.tiles applies."""
+    return (window == strides and set(dilation) == {1} and all(p == (0, 0) for p in pads[1:-1])
+            and all(o * k <= size for o, k, size in zip(out, window[1:-1], x.shape[1:-1])))
+
+
 def max_pool(x: jax.Array, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
              dilation: Size = 1, ceil_mode: bool = False) -> jax.Array:
     """torch.nn.functional.max_pool{1,2,3}d on (N, *spatial, C); stride defaults to kernel_size."""
     window, strides, pads, dil, out = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool")
+    if _tiled(window, strides, pads, dil, out, x):
+        return tiled_max(x, window[1:-1])
     y = lax.reduce_window(x, -jnp.inf, lax.max, window, strides, pads, window_dilation=dil)
     return y[(slice(None), *(slice(0, o) for o in out))]
 
@@ -248,7 +257,9 @@ def avg_pool(x: jax.Array, kernel_size: Size, stride: Size | None = None, paddin
     The divisor counts the explicit padding when count_include_pad, never the
     part of a ceil_mode window that runs past the padding (torch's rule).
     """
-    window, strides, pads, _, out = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool")
+    window, strides, pads, dil, out = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool")
+    if _tiled(window, strides, pads, dil, out, x):
+        return tiled_mean(x, window[1:-1], divisor_override)
     total = lax.reduce_window(x, 0.0, lax.add, window, strides, pads)
     if divisor_override:
         y = total / divisor_override

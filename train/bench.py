@@ -32,11 +32,12 @@ def _median_rate(run, images_per_run: int, repeats: int) -> float:
     return images_per_run / statistics.median(seconds)
 
 
-def flax_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, infer_batch: int = 1000) -> dict:
+def flax_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, infer_batch: int = 1000,
+               micro_batches: int | None = None) -> dict:
     recipe = RECIPES[name]
     model, _ = build_model(name, "torch")
     tx = create_optimizer(recipe["optimizer"], recipe["lr"])
-    trainer = Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1])
+    trainer = Trainer(model, tx, recipe["preprocess"], micro_batches=micro_batches)
     key = jax.random.PRNGKey(0)
     images, labels = trainer.put_replicated((dataset.train_images, dataset.train_labels))
     state = trainer.replicate_state(init_state(model, tx, key))
@@ -108,21 +109,56 @@ def torch_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, 
     return rates
 
 
-def benchmark(dataset: data_lib.Dataset, steps: int, repeats: int, with_compile: bool) -> dict:
+def time_to_accuracy(dataset: data_lib.Dataset, name: str = "mnist_cnn", target: float = 0.99,
+                     max_epochs: int = 10, seed: int = 0) -> dict:
+    """Trains `name` with its notebook recipe (the train.mnist loop) until the test accuracy reaches `target`;
+    training seconds exclude compilation and the per-epoch evaluation."""
+    recipe = RECIPES[name]
+    model, _ = build_model(name, "torch")
+    tx = create_optimizer(recipe["optimizer"], recipe["lr"])
+    trainer = Trainer(model, tx, recipe["preprocess"])
+    key = jax.random.PRNGKey(seed)
+    init_key, dropout_key = jax.random.split(key)
+    state = trainer.replicate_state(init_state(model, tx, init_key))
+    images, labels = trainer.put_replicated((dataset.train_images, dataset.train_labels))
+    test_images, test_labels = trainer.put_replicated((dataset.test_images, dataset.test_labels))
+    compile_seconds = trainer.compile(state, images, labels, dropout_key, recipe["batch_size"])
+    seconds, accuracy, history = 0.0, 0.0, []
+    for epoch in range(1, max_epochs + 1):
+        order = epoch_order(seed, epoch, len(dataset.train_labels), recipe["batch_size"])
+        start = time.perf_counter()
+        state, losses = trainer.train_steps(state, images, labels, order, dropout_key)
+        jax.block_until_ready(losses[-1])
+        seconds += time.perf_counter() - start
+        accuracy = trainer.evaluate(state, test_images, test_labels)[1]
+        history.append(accuracy)
+        if accuracy >= target:
+            break
+    return {"model": name, "recipe": dict(recipe, epochs=None), "target": target, "reached": accuracy >= target,
+            "epochs": len(history), "train_seconds": seconds, "compile_seconds": compile_seconds,
+            "test_accuracy_per_epoch": history}
+
+
+def benchmark(dataset: data_lib.Dataset, steps: int, repeats: int, with_compile: bool,
+              micro_batches: int | None = None, time_to_99: bool = True) -> dict:
     import torch
 
     results = {}
     for name in BENCH_MODELS:
-        row = flax_rates(name, dataset, steps, repeats) | torch_rates(name, dataset, steps, repeats)
+        row = flax_rates(name, dataset, steps, repeats, micro_batches=micro_batches) | torch_rates(
+            name, dataset, steps, repeats)
         if with_compile:
             try:
                 row |= torch_rates(name, dataset, steps, repeats, compiled=True)
             except Exception as err:  # torch.compile needs a working inductor toolchain
                 row["torch_compile_train_images_per_s"] = None
                 row["torch_compile_error"] = f"{type(err).__name__}: {err}"[:300]
-        row["train_ratio_flax_over_torch_eager"] = row["flax_train_images_per_s"] / row["torch_eager_train_images_per_s"]
+        row["train_ratio_flax_over_torch_eager"] = (row["flax_train_images_per_s"]
+                                                    / row["torch_eager_train_images_per_s"])
         row["infer_ratio_flax_over_torch"] = row["flax_infer_images_per_s"] / row["torch_infer_images_per_s"]
         results[name] = row
+    if time_to_99:
+        results["time_to_99"] = time_to_accuracy(dataset)
     results["hardware"] = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()[:1]],
                            "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
     results["versions"] = {"python": platform.python_version(), "jax": jax.__version__, "torch": torch.__version__,
@@ -135,8 +171,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", help=f"the four MNIST IDX .gz files (or ${data_lib.DATA_DIR_ENV})")
     parser.add_argument("--steps", type=int, default=300, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="20 steps, 2 repeats, no torch.compile")
+    parser.add_argument("--quick", action="store_true", help="20 steps, 2 repeats, no torch.compile, no time-to-99%%")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
+    parser.add_argument("--micro-batches", type=int, help="gradient parts per step (default: train.step's choice)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
@@ -145,7 +182,8 @@ def main(argv=None) -> int:
     except data_lib.DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    results = benchmark(dataset, steps, repeats, args.compile and not args.quick)
+    results = benchmark(dataset, steps, repeats, args.compile and not args.quick, args.micro_batches,
+                        time_to_99=not args.quick)
     print(f"{'model':14s} {'':6s} {'flax img/s':>12s} {'torch eager':>12s} {'torch.compile':>14s} {'flax/eager':>11s}")
     for name in BENCH_MODELS:
         r = results[name]
@@ -155,6 +193,12 @@ def main(argv=None) -> int:
               f"{compiled:>14s} {r['train_ratio_flax_over_torch_eager']:10.2f}x")
         print(f"{name:14s} {'infer':6s} {r['flax_infer_images_per_s']:12.0f} {r['torch_infer_images_per_s']:12.0f} "
               f"{'':>14s} {r['infer_ratio_flax_over_torch']:10.2f}x")
+    if "time_to_99" in results:
+        t = results["time_to_99"]
+        print(f"time to {100 * t['target']:.0f}% test accuracy, {t['model']} (notebook recipe): "
+              f"{t['train_seconds']:.1f} s in {t['epochs']} epochs (+ {t['compile_seconds']:.1f} s compile)"
+              f"{'' if t['reached'] else ' -- NOT reached'}; per epoch "
+              f"{[round(a, 4) for a in t['test_accuracy_per_epoch']]}")
     print(f"{results['hardware']}\n{results['versions']}")
     if args.json:
         with open(args.json, "w") as f:
