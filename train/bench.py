@@ -37,7 +37,7 @@ def flax_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, i
     recipe = RECIPES[name]
     model, _ = build_model(name, "torch")
     tx = create_optimizer(recipe["optimizer"], recipe["lr"])
-    trainer = Trainer(model, tx, recipe["preprocess"], micro_batches=micro_batches)
+    trainer = Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1], micro_batches=micro_batches)
     key = jax.random.PRNGKey(0)
     images, labels = trainer.put_replicated((dataset.train_images, dataset.train_labels))
     state = trainer.replicate_state(init_state(model, tx, key))
@@ -116,7 +116,7 @@ def time_to_accuracy(dataset: data_lib.Dataset, name: str = "mnist_cnn", target:
     recipe = RECIPES[name]
     model, _ = build_model(name, "torch")
     tx = create_optimizer(recipe["optimizer"], recipe["lr"])
-    trainer = Trainer(model, tx, recipe["preprocess"])
+    trainer = Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1])
     key = jax.random.PRNGKey(seed)
     init_key, dropout_key = jax.random.split(key)
     state = trainer.replicate_state(init_state(model, tx, init_key))
