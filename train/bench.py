@@ -32,12 +32,18 @@ def _median_rate(run, images_per_run: int, repeats: int) -> float:
     return images_per_run / statistics.median(seconds)
 
 
-def flax_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, infer_batch: int = 1000,
-               micro_batches: int | None = None) -> dict:
+def _recipe_trainer(name: str, micro_batches: int | None = None):
+    """(recipe, model, optimizer, Trainer on one device) for a notebook recipe, weights as torch initialises them."""
     recipe = RECIPES[name]
     model, _ = build_model(name, "torch")
     tx = create_optimizer(recipe["optimizer"], recipe["lr"])
-    trainer = Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1], micro_batches=micro_batches)
+    return recipe, model, tx, Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1],
+                                      micro_batches=micro_batches)
+
+
+def flax_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, infer_batch: int = 1000,
+               micro_batches: int | None = None) -> dict:
+    recipe, model, tx, trainer = _recipe_trainer(name, micro_batches)
     key = jax.random.PRNGKey(0)
     images, labels = trainer.put_replicated((dataset.train_images, dataset.train_labels))
     state = trainer.replicate_state(init_state(model, tx, key))
@@ -113,10 +119,7 @@ def time_to_accuracy(dataset: data_lib.Dataset, name: str = "mnist_cnn", target:
                      max_epochs: int = 10, seed: int = 0) -> dict:
     """Trains `name` with its notebook recipe (the train.mnist loop) until the test accuracy reaches `target`;
     training seconds exclude compilation and the per-epoch evaluation."""
-    recipe = RECIPES[name]
-    model, _ = build_model(name, "torch")
-    tx = create_optimizer(recipe["optimizer"], recipe["lr"])
-    trainer = Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1])
+    recipe, model, tx, trainer = _recipe_trainer(name)
     key = jax.random.PRNGKey(seed)
     init_key, dropout_key = jax.random.split(key)
     state = trainer.replicate_state(init_state(model, tx, init_key))

@@ -23,9 +23,6 @@ from train.mnist import TrainingError, build_model
 from train.optimizers import create_optimizer
 from train.step import PREPROCESS, init_state
 
-INPUT_RANGES = {"raw": (0.0, 255.0), "normalize": (-1.0, 1.0)}
-
-
 class InspectError(RuntimeError):
     """The checkpoint or the request cannot be inspected; the message says why."""
 
@@ -81,6 +78,7 @@ def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_
     if not 0 <= target < model.num_classes:
         raise InspectError(f"--class {target} is not one of the model's classes 0..{model.num_classes - 1}")
     image = preprocess(raw)
+    low, high = (float(v) for v in preprocess(np.array([0, 255], np.uint8)))  # black and white, as the model sees them
     convs = tools.conv_layers(model)
     layer = layer or convs[0]
     probabilities = jax.nn.softmax(model.apply(variables, image[None])[0])
@@ -121,8 +119,7 @@ def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_
     written.append(("neighbours.png", f"{neighbours} nearest neighbours in feature space (last hidden layer, "
                                       f"{embeddings.shape[1]} values) and in pixel space"))
 
-    black = float(preprocess(np.zeros((), np.uint8)))  # a zeroed pixel, in the model's input space
-    occluded = np.asarray(tools.occlusion(model, variables, image, target, occlusion_size, occlusion_stride, black))
+    occluded = np.asarray(tools.occlusion(model, variables, image, target, occlusion_size, occlusion_stride, low))
     first, stride = (occlusion_size - 1) / 2, occlusion_stride  # the map's values sit at the patch centres
     extent = (first - stride / 2, first + (occluded.shape[1] - 0.5) * stride,
               first + (occluded.shape[0] - 0.5) * stride, first - stride / 2)
@@ -143,14 +140,14 @@ def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_
                         f"guided backprop: {about}")
     written.append(("guided_backprop.png", "d score_c / d image through guided ReLUs (red: positive)"))
 
-    low, high = INPUT_RANGES[trained.config["preprocess"]]
     span = high - low  # step and penalty in units of the input range, so raw 0..255 inputs behave like [-1, 1]
     classes = np.arange(model.num_classes)
     images = tools.class_models(model, variables, classes, tuple(image.shape), steps=class_steps,
                                 learning_rate=0.1 * span ** 2, l2=1e-2 / span ** 2, blur_every=10, clip_every=10,
                                 clip_fraction=0.1, value_range=(low, high))
     predicted = np.asarray(model.apply(variables, images).argmax(-1))
-    figures.rows_figure([("class model", np.asarray(images), [f"{c}: seen as {p}" for c, p in zip(classes, predicted)])],
+    titles = [f"{c}: seen as {p}" for c, p in zip(classes, predicted)]
+    figures.rows_figure([("class model", np.asarray(images), titles)],
                         out / "class_models.png", f"{name}: gradient ascent on score_c - lambda ||I||^2, blur and "
                                                   f"clip every 10 of {class_steps} steps")
     written.append(("class_models.png", "for each class, the image found by gradient ascent on its score"))

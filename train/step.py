@@ -135,7 +135,7 @@ class Trainer:
 
     parallel: 'sharding' (jit + NamedSharding on a 1-D 'data' mesh) or 'pmap' (pmap + pmean).
     loop: 'step' (one jitted call per step) or 'scan' (lax.scan over `chunk` steps per call).
-    micro_batches: see make_train_step; None picks `cpu_micro_batches` on a one-device CPU, else 1.
+    micro_batches: see make_train_step; None picks CPU_MICRO_BATCHES on a one-device CPU, else 1.
     """
     model: nn.Module
     tx: optax.GradientTransformation

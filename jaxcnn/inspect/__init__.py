@@ -16,7 +16,7 @@ from jaxcnn.inspect.saliency import (guided, guided_backprop, guided_relu, input
                                      occlusion, occlusion_masks)
 
 __all__ = [
-    "activations", "blur_same", "channel_filter_images", "class_model", "class_models", "conv_layers", "features", "filter_images",
-    "gradient_saliency", "guided", "guided_backprop", "guided_relu", "input_gradients", "layer_names", "make_grid",
-    "nearest_neighbours", "occlusion", "occlusion_masks",
+    "activations", "blur_same", "channel_filter_images", "class_model", "class_models", "conv_layers", "features",
+    "filter_images", "gradient_saliency", "guided", "guided_backprop", "guided_relu", "input_gradients",
+    "layer_names", "make_grid", "nearest_neighbours", "occlusion", "occlusion_masks",
 ]

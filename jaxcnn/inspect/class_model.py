@@ -7,17 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxcnn.filters import GAUSSIAN_BLUR
+from jaxcnn.filters import GAUSSIAN_BLUR, apply_filter
 
 
 def blur_same(image: jax.Array) -> jax.Array:
     """The course's 5x5 Gaussian on each channel, edges replicated so the size stays: (H, W, C) -> (H, W, C)."""
     padded = jnp.pad(image, ((2, 2), (2, 2), (0, 0)), mode="edge")
-    kernel = jnp.asarray(GAUSSIAN_BLUR, image.dtype)[:, :, None, None]
-    channels = jnp.moveaxis(padded, -1, 0)[..., None]  # (C, H + 4, W + 4, 1)
-    blurred = jax.lax.conv_general_dilated(channels, kernel, (1, 1), "VALID",
-                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jnp.moveaxis(blurred[..., 0], 0, -1)
+    blurred = apply_filter(jnp.moveaxis(padded, -1, 0)[..., None], GAUSSIAN_BLUR)  # (C, H, W, 1)
+    return jnp.moveaxis(blurred[..., 0], 0, -1).astype(image.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "shape", "steps", "blur_every", "clip_every"))
@@ -51,4 +48,4 @@ def class_model(model: nn.Module, variables, target: int | jax.Array, shape: tup
 def class_models(model: nn.Module, variables, classes, shape: tuple[int, int, int], **options) -> jax.Array:
     """class_model for each of `classes` (K,) at once: -> (K, H, W, C)."""
     run = functools.partial(class_model, model, variables, shape=shape, **options)
-    return jax.vmap(lambda c: run(c))(jnp.asarray(np.asarray(classes), jnp.int32))
+    return jax.vmap(run)(jnp.asarray(np.asarray(classes), jnp.int32))
