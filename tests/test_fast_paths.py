@@ -1,14 +1,19 @@
-"""The CPU speed-ups keep the numerics: reshape pooling (with torch's first-maximum gradient) and
-micro-batched gradients."""
+"""The CPU speed-ups keep the numerics: reshape pooling (with torch's first-maximum gradient), banded
+convolutions and micro-batched gradients."""
+
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch.nn.functional as F
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import jaxcnn
 from jax import lax
+from jaxcnn.banded import banded_conv2d, block_width
 from parity import check
 from train.optimizers import torch_sgd
 from train.step import init_state, make_train_step
@@ -68,4 +73,65 @@ def test_layerbench_smoke(capsys):
 
     layerbench.main(["--repeats", "1"])
     out = capsys.readouterr().out
-    assert "mnist_cnn conv2 kernel gradient" in out and "jaxcnn tiled: gradient" in out
+    assert "mnist_cnn conv2 xla kernel gradient" in out and "lenet5 conv1 banded forward" in out
+    assert "jaxcnn tiled: gradient" in out
+
+
+@st.composite
+def banded_cases(draw):
+    pairs = lambda low, high: st.tuples(st.integers(low, high), st.integers(low, high))  # noqa: E731
+    (kh, kw), stride, dilation = draw(pairs(1, 5)), draw(pairs(1, 3)), draw(pairs(1, 2))
+    padding = draw(st.tuples(pairs(0, 2), pairs(0, 2)))
+    h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - sum(padding[0])), 12))
+    w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - sum(padding[1])), 30))
+    x_shape = (draw(st.integers(1, 3)), h, w, draw(st.integers(1, 4)))
+    return x_shape, (kh, kw, draw(st.integers(1, 5))), stride, padding, dilation
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(banded_cases())
+@example(((4, 28, 28, 1), (5, 5, 6), (1, 1), ((2, 2), (2, 2)), (1, 1)))  # LeNet-5's conv1 and conv2
+@example(((4, 14, 14, 6), (5, 5, 16), (1, 1), ((0, 0), (0, 0)), (1, 1)))
+def test_banded_convolution_equals_xla_values_and_gradients(case):
+    x_shape, (kh, kw, cout), stride, padding, dilation = case
+    rng = np.random.default_rng(sum(x_shape))
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.standard_normal(x_shape))
+        kernel = jnp.asarray(rng.standard_normal((kh, kw, x_shape[-1], cout)))
+
+        def xla(x, k):
+            return lax.conv_general_dilated(x, k, stride, padding, rhs_dilation=dilation,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        expected, expected_vjp = jax.vjp(xla, x, kernel)
+        got, got_vjp = jax.vjp(lambda x, k: banded_conv2d(x, k, stride, padding, dilation), x, kernel)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        g = jnp.asarray(rng.standard_normal(expected.shape))
+        for a, b in zip(got_vjp(g), expected_vjp(g)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _uses_xla_conv(layer, x) -> bool:
+    variables = layer.init(jax.random.key(0), x)
+    return "conv_general_dilated" in str(jax.make_jaxpr(layer.apply)(variables, x))
+
+
+def test_auto_takes_the_banded_path_for_few_channels_on_cpu():
+    assert block_width(28) == 7 and block_width(10) == 5 and block_width(13) == 1
+    assert not _uses_xla_conv(jaxcnn.Conv2d(1, 6, 5, padding=2), jnp.zeros((2, 28, 28, 1)))  # LeNet-5
+    assert not _uses_xla_conv(jaxcnn.Conv2d(6, 16, 5), jnp.zeros((2, 14, 14, 6)))
+    assert _uses_xla_conv(jaxcnn.Conv2d(32, 32, 3, padding=1), jnp.zeros((2, 14, 14, 32)))  # mnist_cnn's conv2
+    assert _uses_xla_conv(jaxcnn.Conv2d(1, 6, 5, implementation="xla"), jnp.zeros((2, 28, 28, 1)))
+    assert _uses_xla_conv(jaxcnn.Conv2d(4, 4, 3, groups=2), jnp.zeros((2, 9, 9, 4)))
+    assert _uses_xla_conv(jaxcnn.Conv1d(1, 6, 5), jnp.zeros((2, 28, 1)))
+
+
+@pytest.mark.parametrize("layer,x_shape,message", [
+    (jaxcnn.Conv1d(1, 6, 5, implementation="banded"), (2, 28, 1), "2-D convolution with groups=1, got 1-D"),
+    (jaxcnn.Conv2d(4, 4, 3, groups=2, implementation="banded"), (2, 9, 9, 4), "groups=2"),
+    (jaxcnn.Conv2d(1, 6, 5, implementation="fast"), (2, 28, 28, 1), "'auto', 'xla' or 'banded', got 'fast'"),
+])
+def test_conv_implementation_errors_name_the_problem(layer, x_shape, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer.init(jax.random.key(0), jnp.zeros(x_shape))

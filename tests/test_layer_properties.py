@@ -39,10 +39,11 @@ STRIDE_SKIPS = (dict(in_channels=1, out_channels=1, kernel_size=(3, 3), stride=(
 
 
 @SETTINGS
-@given(conv_configs(), st.integers(0, 2 ** 16))
-@example(STRIDE_SKIPS, 0)
-@example((STRIDE_SKIPS[0] | {"stride": (2, 3), "padding": (1, 0)}, [8, 11]), 1)
-def test_random_convolutions_equal_torch(config, seed):
+@given(conv_configs(), st.integers(0, 2 ** 16), st.sampled_from(["xla", "banded"]))
+@example(STRIDE_SKIPS, 0, "xla")
+@example(STRIDE_SKIPS, 0, "banded")
+@example((STRIDE_SKIPS[0] | {"stride": (2, 3), "padding": (1, 0)}, [8, 11]), 1, "banded")
+def test_random_convolutions_equal_torch(config, seed, implementation):
     kwargs, size = config
     dims = len(size)
     if kwargs["padding_mode"] == "reflect":  # torch reflects at most size - 1 elements
@@ -51,7 +52,8 @@ def test_random_convolutions_equal_torch(config, seed):
             kwargs["padding_mode"] = "zeros"
     torch.manual_seed(seed)
     torch_layer = TORCH_CONV[dims](**kwargs)
-    flax_layer = FLAX_CONV[dims](**kwargs)
+    banded_applies = dims == 2 and kwargs["groups"] == 1  # both implementations of a 2-D conv are checked
+    flax_layer = FLAX_CONV[dims](**kwargs, implementation=implementation if banded_applies else "xla")
     x = torch.randn(2, kwargs["in_channels"], *size)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Using padding='same'")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import optax
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ from parity import torch_models, trajectory
 from train import data, mnist
 from train.checkpoint import Checkpoints
 from train.optimizers import create_optimizer, torch_adam, torch_sgd
-from train.step import Trainer, epoch_order, init_state
+from train.step import CPU_MICRO_BATCHES, Trainer, epoch_order, init_state, runs_xla_convolutions
 
 # The real files: $JAXCNN_DATA_DIR, else ../shared/data/mnist beside the repository (never copied into it).
 MNIST_DIR = Path(os.environ.get(data.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
@@ -236,8 +237,10 @@ def test_epoch_order_drops_the_partial_batch_and_is_reproducible():
 
 def test_loop_benchmark_runs_every_variant():
     from train import loopbench
-    results = loopbench.measure(steps=3, batch=8)
-    assert len(results) == 6 and all(ms > 0 for ms in results.values())
+    for conv in ("auto", "xla"):
+        results = loopbench.measure(steps=3, batch=8, conv=conv)
+        assert len(results) == 6 and all(ms > 0 for ms in results.values())
+    assert jaxcnn.banded.MAX_CHANNELS == 16  # restored
 
 
 def test_benchmark_harness_smoke(mnist_data):
@@ -248,4 +251,23 @@ def test_benchmark_harness_smoke(mnist_data):
         for key in ("flax_train_images_per_s", "torch_eager_train_images_per_s", "flax_infer_images_per_s",
                     "torch_infer_images_per_s", "train_ratio_flax_over_torch_eager"):
             assert row[key] > 0, key
+    fast, notebook = results["time_to_99"], results["time_to_99_notebook_recipe"]
+    assert fast["recipe"] == bench.FAST_RECIPE and 1 <= fast["epochs"] <= bench.FAST_RECIPE["epochs"]
+    assert notebook["recipe"]["lr"] == 1e-3 and notebook["recipe"]["batch_size"] == 64
+    for t in (fast, notebook):
+        assert t["train_seconds"] > 0 and len(t["test_accuracy_per_epoch"]) == t["epochs"]
+        assert t["reached"] == (t["test_accuracy_per_epoch"][-1] >= 0.99)
     assert results["versions"]["jax"] == jax.__version__
+
+
+def test_auto_loop_scans_unless_the_model_runs_xla_convolutions_on_cpu():
+    lenet, cnn = jaxcnn.create_model("lenet5_mnist"), jaxcnn.create_model("mnist_cnn")
+    assert not runs_xla_convolutions(lenet) and runs_xla_convolutions(cnn)  # LeNet-5's convolutions are banded
+    one_cpu = jax.devices()[:1]
+    lenet_trainer = Trainer(lenet, optax.adam(1e-3), "raw", devices=one_cpu)
+    cnn_trainer = Trainer(cnn, optax.adam(1e-3), "normalize", devices=one_cpu)
+    assert (lenet_trainer.loop, lenet_trainer.micro_batches) == ("scan", 1)
+    assert (cnn_trainer.loop, cnn_trainer.micro_batches) == ("step", CPU_MICRO_BATCHES)
+    assert Trainer(cnn, optax.adam(1e-3), "normalize", loop="scan").loop == "scan"
+    with pytest.raises(ValueError, match="loop must be 'auto', 'step' or 'scan', got 'fast'"):
+        Trainer(cnn, optax.adam(1e-3), "normalize", loop="fast")

@@ -14,6 +14,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 
 from train import data as data_lib
 from train.mnist import RECIPES, build_model
@@ -21,6 +22,13 @@ from train.optimizers import create_optimizer
 from train.step import PREPROCESS, Trainer, epoch_order, init_state
 
 BENCH_MODELS = ("lenet5_mnist", "mnist_cnn")
+# The fastest way to 99% found on this CPU (a new recipe; the notebooks' are untouched): notebook 004's
+# network, Adam on a one-cycle cosine schedule (peak 4e-3 after 25% of the steps), batch 128, 3 epochs.
+# Initialisation seeds 0, 1, 2 pass 99% after epochs 3, 3, 2 (99.26, 99.27, 99.09%). Shorter missed: 2 epochs
+# with peak 5e-3 ended at 98.95% for one of four initialisations; LeNet-5 peaks under 99% (98.88% in the
+# notebook's recipe, 98.78% after 4 one-cycle epochs). Time to 99% is measured for it and for notebook 004's.
+FAST_RECIPE = dict(model="mnist_cnn", preprocess="normalize", optimizer="adam_onecycle", peak_lr=4e-3,
+                   warmup_fraction=0.25, batch_size=128, epochs=3)
 
 
 def _median_rate(run, images_per_run: int, repeats: int) -> float:
@@ -115,11 +123,26 @@ def torch_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, 
     return rates
 
 
-def time_to_accuracy(dataset: data_lib.Dataset, name: str = "mnist_cnn", target: float = 0.99,
+def _fast_trainer(recipe: dict, steps_per_epoch: int):
+    model, _ = build_model(recipe["model"], "torch")
+    schedule = optax.cosine_onecycle_schedule(recipe["epochs"] * steps_per_epoch, recipe["peak_lr"],
+                                              pct_start=recipe["warmup_fraction"])
+    tx = optax.adam(schedule)
+    return model, tx, Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1])
+
+
+def time_to_accuracy(dataset: data_lib.Dataset, recipe: dict | None = None, target: float = 0.99,
                      max_epochs: int = 10, seed: int = 0) -> dict:
-    """Trains `name` with its notebook recipe (the train.mnist loop) until the test accuracy reaches `target`;
-    training seconds exclude compilation and the per-epoch evaluation."""
-    recipe, model, tx, trainer = _recipe_trainer(name)
+    """Trains with `recipe` (default: notebook 004's mnist_cnn recipe; or FAST_RECIPE) in the train.mnist loop
+    until the test accuracy reaches `target`, for at most the recipe's epochs (a schedule's length) or
+    max_epochs; training seconds exclude compilation and the per-epoch evaluation."""
+    if recipe is None or "peak_lr" not in recipe:
+        name = (recipe or {}).get("model", "mnist_cnn")
+        recipe, model, tx, trainer = _recipe_trainer(name)
+        recipe = dict(recipe, model=name, epochs=None)
+    else:
+        max_epochs = recipe["epochs"]
+        model, tx, trainer = _fast_trainer(recipe, len(dataset.train_labels) // recipe["batch_size"])
     key = jax.random.PRNGKey(seed)
     init_key, dropout_key = jax.random.split(key)
     state = trainer.replicate_state(init_state(model, tx, init_key))
@@ -137,7 +160,7 @@ def time_to_accuracy(dataset: data_lib.Dataset, name: str = "mnist_cnn", target:
         history.append(accuracy)
         if accuracy >= target:
             break
-    return {"model": name, "recipe": dict(recipe, epochs=None), "target": target, "reached": accuracy >= target,
+    return {"model": recipe["model"], "recipe": recipe, "target": target, "reached": accuracy >= target,
             "epochs": len(history), "train_seconds": seconds, "compile_seconds": compile_seconds,
             "test_accuracy_per_epoch": history}
 
@@ -161,7 +184,8 @@ def benchmark(dataset: data_lib.Dataset, steps: int, repeats: int, with_compile:
         row["infer_ratio_flax_over_torch"] = row["flax_infer_images_per_s"] / row["torch_infer_images_per_s"]
         results[name] = row
     if time_to_99:
-        results["time_to_99"] = time_to_accuracy(dataset)
+        results["time_to_99"] = time_to_accuracy(dataset, FAST_RECIPE)
+        results["time_to_99_notebook_recipe"] = time_to_accuracy(dataset)
     results["hardware"] = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()[:1]],
                            "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
     results["versions"] = {"python": platform.python_version(), "jax": jax.__version__, "torch": torch.__version__,
@@ -196,12 +220,13 @@ def main(argv=None) -> int:
               f"{compiled:>14s} {r['train_ratio_flax_over_torch_eager']:10.2f}x")
         print(f"{name:14s} {'infer':6s} {r['flax_infer_images_per_s']:12.0f} {r['torch_infer_images_per_s']:12.0f} "
               f"{'':>14s} {r['infer_ratio_flax_over_torch']:10.2f}x")
-    if "time_to_99" in results:
-        t = results["time_to_99"]
-        print(f"time to {100 * t['target']:.0f}% test accuracy, {t['model']} (notebook recipe): "
-              f"{t['train_seconds']:.1f} s in {t['epochs']} epochs (+ {t['compile_seconds']:.1f} s compile)"
-              f"{'' if t['reached'] else ' -- NOT reached'}; per epoch "
-              f"{[round(a, 4) for a in t['test_accuracy_per_epoch']]}")
+    for key, label in (("time_to_99", "FAST_RECIPE"), ("time_to_99_notebook_recipe", "notebook recipe")):
+        if key in results:
+            t = results[key]
+            print(f"time to {100 * t['target']:.0f}% test accuracy, {t['model']} ({label}): "
+                  f"{t['train_seconds']:.1f} s in {t['epochs']} epochs (+ {t['compile_seconds']:.1f} s compile)"
+                  f"{'' if t['reached'] else ' -- NOT reached'}; per epoch "
+                  f"{[round(a, 4) for a in t['test_accuracy_per_epoch']]}")
     print(f"{results['hardware']}\n{results['versions']}")
     if args.json:
         with open(args.json, "w") as f:

@@ -3,6 +3,8 @@
 Times LeNet-5 (batch 100, Adam, random uint8 images) run as one jitted call per step, as a scan with the
 batch gathered inside the loop (unrolled or not), as a scan over pre-gathered batches, and forward+backward
 alone both ways. Compile time is excluded; each variant runs --steps steps once after a warm-up run.
+--conv xla makes LeNet-5's convolutions XLA convolutions instead of jaxcnn's banded dots: the while loop is
+slow with them, not with dots.
 """
 
 import argparse
@@ -13,12 +15,22 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcnn
+from jaxcnn import banded
 from train.optimizers import torch_adam
 from train.step import epoch_order, init_state, make_train_step
 
 
-def measure(steps: int = 120, batch: int = 100) -> dict[str, float]:
-    """Milliseconds per step of each variant."""
+def measure(steps: int = 120, batch: int = 100, conv: str = "auto") -> dict[str, float]:
+    """Milliseconds per step of each variant; conv 'auto' (banded on CPU) or 'xla'."""
+    max_channels = banded.MAX_CHANNELS
+    banded.MAX_CHANNELS = max_channels if conv == "auto" else 0  # 'auto' then never picks the banded dots
+    try:
+        return _measure(steps, batch)
+    finally:
+        banded.MAX_CHANNELS = max_channels
+
+
+def _measure(steps: int, batch: int) -> dict[str, float]:
     model, tx = jaxcnn.create_model("lenet5_mnist"), torch_adam(1e-3)
     step = make_train_step(model, tx, "raw")
     rng = np.random.default_rng(0)
@@ -66,9 +78,11 @@ def measure(steps: int = 120, batch: int = 100) -> dict[str, float]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.loopbench", description=__doc__)
     parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--conv", choices=["auto", "xla"], default="auto")
     args = parser.parse_args(argv)
-    print(f"{jax.default_backend()}, {jax.device_count()} device(s), {args.steps} steps of batch 100:")
-    for name, ms in measure(args.steps).items():
+    print(f"{jax.default_backend()}, {jax.device_count()} device(s), {args.steps} steps of batch 100, "
+          f"{args.conv} convolutions:")
+    for name, ms in measure(args.steps, conv=args.conv).items():
         print(f"  {name:34s} {ms:7.1f} ms/step")
 
 

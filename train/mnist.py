@@ -65,8 +65,6 @@ class Config:
         for key, value in recipe.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        if self.loop == "auto":  # measured: per-step jit beats lax.scan on XLA:CPU (see README, "Speed")
-            self.loop = "step" if jax.default_backend() == "cpu" else "scan"
 
 
 def build_model(name: str, init: str):

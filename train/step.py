@@ -27,7 +27,8 @@ PREPROCESS = {
 
 
 # Measured on this project's 2-core CPU (python -m train.bench --micro-batches K): mnist_cnn batch 64
-# 12.8 ms/step whole, 11.4 in 2 parts, 10.0 in 4; more parts leave too little work per part.
+# 12.8 ms/step whole, 11.4 in 2 parts, 10.0 in 4; more parts leave too little work per part. LeNet-5, whose
+# convolutions are dots (multi-threaded already): 5.0 whole, 4.9 in 2 parts, 5.2 in 4, so it is not split.
 CPU_MICRO_BATCHES = 4
 
 
@@ -121,6 +122,15 @@ def make_eval(model: nn.Module, preprocess: str, chunk: int = 1000) -> Callable:
     return evaluate
 
 
+def runs_xla_convolutions(model: nn.Module) -> bool:
+    """Whether the model's forward pass has an XLA convolution (its small convolutions may be dots instead:
+    jaxcnn.banded). On XLA:CPU such a step is ~10x slower inside lax.scan (mnist_cnn batch 64: 12 vs
+    134 ms/step) and runs each convolution on one core, which micro-batches spread over the cores."""
+    x = jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    return "conv_general_dilated" in str(jax.make_jaxpr(model.apply)(variables, x))
+
+
 def epoch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
     """(steps, batch_size) indices: the notebooks' per-epoch random permutation; a last partial batch is dropped
     (so no step ever recompiles). The same (seed, epoch) gives the same order, on every host."""
@@ -134,14 +144,16 @@ class Trainer:
     """Runs epochs of `train_step` data-parallel over `devices` (default: every device of every process).
 
     parallel: 'sharding' (jit + NamedSharding on a 1-D 'data' mesh) or 'pmap' (pmap + pmean).
-    loop: 'step' (one jitted call per step) or 'scan' (lax.scan over `chunk` steps per call).
-    micro_batches: see make_train_step; None picks CPU_MICRO_BATCHES on a one-device CPU, else 1.
+    loop: 'step' (one jitted call per step), 'scan' (lax.scan over `chunk` steps per call), or 'auto': scan,
+        except on CPU for a model that `runs_xla_convolutions`.
+    micro_batches: see make_train_step; None picks CPU_MICRO_BATCHES on a one-device CPU for a model that
+        `runs_xla_convolutions`, else 1.
     """
     model: nn.Module
     tx: optax.GradientTransformation
     preprocess: str
     parallel: str = "sharding"
-    loop: str = "step"
+    loop: str = "auto"
     chunk: int = 100
     devices: list | None = None
     micro_batches: int | None = None
@@ -149,15 +161,17 @@ class Trainer:
     def __post_init__(self):
         if self.parallel not in ("sharding", "pmap"):
             raise ValueError(f"parallel must be 'sharding' or 'pmap', got {self.parallel!r}")
-        if self.loop not in ("step", "scan"):
-            raise ValueError(f"loop must be 'step' or 'scan', got {self.loop!r}")
+        if self.loop not in ("auto", "step", "scan"):
+            raise ValueError(f"loop must be 'auto', 'step' or 'scan', got {self.loop!r}")
         self.devices = self.devices or jax.devices()
+        slow_convolutions = self.devices[0].platform == "cpu" and runs_xla_convolutions(self.model)
+        if self.loop == "auto":
+            self.loop = "step" if slow_convolutions else "scan"
         self.mesh = Mesh(np.asarray(self.devices), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.sharded = NamedSharding(self.mesh, P("data"))
         if self.micro_batches is None:
-            cpu = len(self.devices) == 1 and self.devices[0].platform == "cpu"
-            self.micro_batches = CPU_MICRO_BATCHES if cpu else 1
+            self.micro_batches = CPU_MICRO_BATCHES if slow_convolutions and len(self.devices) == 1 else 1
         step = make_train_step(self.model, self.tx, self.preprocess,
                                axis_name="data" if self.parallel == "pmap" else None, micro_batches=self.micro_batches)
         evaluate = make_eval(self.model, self.preprocess)
