@@ -89,7 +89,8 @@ class ConvNd(nn.Module):
     implementation: 'xla' (lax.conv_general_dilated), 'banded' (2-D, groups=1 only: one matrix product
     over blocks of output columns, `jaxcnn.banded`, which XLA:CPU runs several times faster when the
     channels are few), or 'auto': banded on CPU for 2-D convolutions with at most
-    `jaxcnn.banded.MAX_CHANNELS` input and output channels, else xla. Same sums, another order.
+    `jaxcnn.banded.MAX_CHANNELS` input and output channels on maps of at most `MAX_PIXELS` (32x32), else
+    xla. Same sums, another order.
     """
     in_channels: int
     out_channels: int
@@ -127,7 +128,7 @@ class ConvNd(nn.Module):
         if self.padding_mode != "zeros":
             x = jnp.pad(x, [(0, 0), *pads, (0, 0)], mode=_PADDING_MODES[self.padding_mode])
             pads = [(0, 0)] * n
-        if self._banded():
+        if self._banded(x.shape[1:-1]):
             y = banded_conv2d(x, kernel.astype(x.dtype), stride, pads, dilation)
         else:
             spec = _SPATIAL[n]
@@ -138,9 +139,9 @@ class ConvNd(nn.Module):
             y = y + self.param("bias", bias_init, (self.out_channels,)).astype(y.dtype)
         return y
 
-    def _banded(self) -> bool:
+    def _banded(self, spatial: tuple[int, ...]) -> bool:
         if self.implementation == "auto":
-            return prefer_banded(self.in_channels, self.out_channels, self.groups, self.spatial_dims)
+            return prefer_banded(self.in_channels, self.out_channels, self.groups, spatial)
         if self.implementation == "banded":
             if self.spatial_dims != 2 or self.groups != 1:
                 raise ValueError(f"{type(self).__name__} {self.name!r}: implementation='banded' needs a 2-D "

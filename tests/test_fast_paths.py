@@ -92,6 +92,8 @@ def banded_cases(draw):
 @given(banded_cases())
 @example(((4, 28, 28, 1), (5, 5, 6), (1, 1), ((2, 2), (2, 2)), (1, 1)))  # LeNet-5's conv1 and conv2
 @example(((4, 14, 14, 6), (5, 5, 16), (1, 1), ((0, 0), (0, 0)), (1, 1)))
+@example(((2, 9, 31, 2), (3, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)))  # 31 one-column blocks: the reshaped windows
+@example(((2, 9, 60, 2), (3, 2, 3), (1, 2), ((0, 0), (1, 1)), (1, 2)))  # 5 blocks of 6 columns, stride 2
 def test_banded_convolution_equals_xla_values_and_gradients(case):
     x_shape, (kh, kw, cout), stride, padding, dilation = case
     rng = np.random.default_rng(sum(x_shape))
@@ -121,7 +123,9 @@ def test_auto_takes_the_banded_path_for_few_channels_on_cpu():
     assert block_width(28) == 7 and block_width(10) == 5 and block_width(13) == 1
     assert not _uses_xla_conv(jaxcnn.Conv2d(1, 6, 5, padding=2), jnp.zeros((2, 28, 28, 1)))  # LeNet-5
     assert not _uses_xla_conv(jaxcnn.Conv2d(6, 16, 5), jnp.zeros((2, 14, 14, 6)))
+    assert not _uses_xla_conv(jaxcnn.Conv2d(3, 6, 3), jnp.zeros((2, 32, 32, 3)))  # cifar_conv_mlp
     assert _uses_xla_conv(jaxcnn.Conv2d(32, 32, 3, padding=1), jnp.zeros((2, 14, 14, 32)))  # mnist_cnn's conv2
+    assert _uses_xla_conv(jaxcnn.Conv2d(8, 4, 3, padding=1), jnp.zeros((2, 64, 64, 8)))  # sun_regressor's conv3
     assert _uses_xla_conv(jaxcnn.Conv2d(1, 6, 5, implementation="xla"), jnp.zeros((2, 28, 28, 1)))
     assert _uses_xla_conv(jaxcnn.Conv2d(4, 4, 3, groups=2), jnp.zeros((2, 9, 9, 4)))
     assert _uses_xla_conv(jaxcnn.Conv1d(1, 6, 5), jnp.zeros((2, 28, 1)))
