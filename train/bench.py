@@ -133,13 +133,12 @@ def _fast_trainer(recipe: dict, steps_per_epoch: int):
 
 def time_to_accuracy(dataset: data_lib.Dataset, recipe: dict | None = None, target: float = 0.99,
                      max_epochs: int = 10, seed: int = 0) -> dict:
-    """Trains with `recipe` (default: notebook 004's mnist_cnn recipe; or FAST_RECIPE) in the train.mnist loop
-    until the test accuracy reaches `target`, for at most the recipe's epochs (a schedule's length) or
-    max_epochs; training seconds exclude compilation and the per-epoch evaluation."""
-    if recipe is None or "peak_lr" not in recipe:
-        name = (recipe or {}).get("model", "mnist_cnn")
-        recipe, model, tx, trainer = _recipe_trainer(name)
-        recipe = dict(recipe, model=name, epochs=None)
+    """Trains with `recipe` (a one-cycle recipe like FAST_RECIPE, for its epochs; None: notebook 004's
+    mnist_cnn recipe, for at most max_epochs) in the train.mnist loop until the test accuracy reaches
+    `target`; training seconds exclude compilation and the per-epoch evaluation."""
+    if recipe is None:
+        recipe, model, tx, trainer = _recipe_trainer("mnist_cnn")
+        recipe = dict(recipe, model="mnist_cnn", epochs=None)
     else:
         max_epochs = recipe["epochs"]
         model, tx, trainer = _fast_trainer(recipe, len(dataset.train_labels) // recipe["batch_size"])

@@ -164,7 +164,8 @@ class Trainer:
         if self.loop not in ("auto", "step", "scan"):
             raise ValueError(f"loop must be 'auto', 'step' or 'scan', got {self.loop!r}")
         self.devices = self.devices or jax.devices()
-        slow_convolutions = self.devices[0].platform == "cpu" and runs_xla_convolutions(self.model)
+        if self.loop == "auto" or self.micro_batches is None:  # traces the model: only when a choice is left
+            slow_convolutions = self.devices[0].platform == "cpu" and runs_xla_convolutions(self.model)
         if self.loop == "auto":
             self.loop = "step" if slow_convolutions else "scan"
         self.mesh = Mesh(np.asarray(self.devices), ("data",))
