@@ -9,16 +9,24 @@ import numpy as np
 import torch
 from flax import linen as nn
 
+from parity import device, referee
+from parity.referee import relative_difference  # noqa: F401  (re-exported: the measure of every check)
+
 
 def to_nhwc(x: Any) -> np.ndarray:
     """(N, C, *spatial) -> (N, *spatial, C); 2-D arrays pass through."""
-    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    x = to_numpy(x) if isinstance(x, torch.Tensor) else np.asarray(x)
     return np.moveaxis(x, 1, -1) if x.ndim > 2 else x
 
 
-def to_torch(x: Any) -> torch.Tensor:
-    """A writable, C-contiguous torch copy of an array (numpy views of JAX arrays are read-only)."""
-    return torch.from_numpy(np.array(x, copy=True, order="C"))
+def to_torch(x: Any, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A writable, C-contiguous torch copy of an array (numpy views of JAX arrays are read-only), on `device`."""
+    return torch.from_numpy(np.array(x, copy=True, order="C")).to(device)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A torch tensor (any device, grad or not) as a host numpy array."""
+    return t.detach().cpu().numpy()
 
 
 def to_nchw(x: Any) -> np.ndarray:
@@ -43,80 +51,83 @@ def sample_input(name: str, shape_nchw: tuple[int, ...], seed: int = 0) -> np.nd
 def exact_numerics() -> Iterator[None]:
     """Full float32 arithmetic on both sides, so that differences measure the port, not the kernels.
 
-    - JAX: matmul precision 'highest'. On a GPU, XLA otherwise rounds conv and
-      matmul inputs to TF32 (10-bit mantissa), which alone moves outputs by ~1e-3.
-    - torch: TF32 off in cuBLAS and cuDNN, for the same reason.
+    - JAX: matmul precision 'highest' (the backward pass's convolutions and dots too: they take the
+      precision in force when they are traced). On a GPU, XLA otherwise rounds conv and matmul inputs
+      to TF32 (10-bit mantissa), which alone moves outputs by ~1e-3.
+    - torch: TF32 off in cuBLAS and cuDNN, for the same reason; cuDNN deterministic, without benchmark
+      (its autotuner may pick another algorithm, with other rounding, on every run).
     - torch: oneDNN (mkldnn) CPU kernels off. Measured on this project's CPU
       (cnn_bn_dropout, eval mode): oneDNN's float32 gradients differ from the
       float64 gradient by up to 4e-2 relative, torch's native kernels and Flax
       by under 1e-6.
+    XLA's own GPU determinism is a start-up flag: parity.device.deterministic_xla().
     """
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.mkldnn.enabled)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    cudnn = torch.backends.cudnn
+    saved = (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, torch.backends.mkldnn.enabled,
+             cudnn.deterministic, cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = cudnn.allow_tf32 = False
     torch.backends.mkldnn.enabled = False
+    cudnn.deterministic, cudnn.benchmark = True, False
     try:
         with jax.default_matmul_precision("highest"):
             yield
     finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-         torch.backends.mkldnn.enabled) = saved
+        (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, torch.backends.mkldnn.enabled,
+         cudnn.deterministic, cudnn.benchmark) = saved
 
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """max|y_flax - y_torch| against rtol * max(1, max|y_torch|), with both output shapes (NHWC)."""
+    """Outputs compared as max|y_a - y_b| / max(1, max|y_b|), with both output shapes (NHWC) and the verdict
+    of the float64 referee (parity.referee): Flax vs torch, Flax vs float64, torch vs float64."""
     torch_shape: tuple[int, ...]
     flax_shape: tuple[int, ...]
-    max_abs_diff: float
-    scale: float
-    rtol: float
+    verdict: referee.Verdict
 
     @property
     def max_rel_diff(self) -> float:
-        return self.max_abs_diff / self.scale
+        return self.verdict.flax_torch
 
     @property
     def ok(self) -> bool:
-        return self.torch_shape == self.flax_shape and self.max_abs_diff <= self.rtol * self.scale
+        return self.torch_shape == self.flax_shape and self.verdict.ok
 
     def __str__(self) -> str:
-        return (f"torch {self.torch_shape} vs flax {self.flax_shape}: max|diff| {self.max_abs_diff:.3g}, "
-                f"allowed {self.rtol * self.scale:.3g} (rtol {self.rtol:g} x max(1, max|y_torch|) = {self.scale:.3g})")
+        return f"torch {self.torch_shape} vs flax {self.flax_shape}: {self.verdict}"
 
 
-def relative_difference(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> float:
-    """max|a - b| / max(max|b|, floor) (0 when both are all zero)."""
-    scale = max(float(np.max(np.abs(b))) if b.size else 0.0, floor)
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-    return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+def output_difference(y: Any, reference: Any) -> float:
+    """max|y - reference| / max(1, max|reference|) for two outputs of one layout (inf when shapes differ)."""
+    return referee.relative_difference(y, reference, floor=1.0)
 
 
-def compare_arrays(y_torch: Any, y_flax: Any, rtol: float = 1e-5) -> Comparison:
-    """Compares a torch output (NCHW or 2-D) with a Flax one (NHWC or 2-D)."""
-    a, b = to_nhwc(y_torch).astype(np.float64), np.asarray(y_flax, np.float64)
-    diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
-    scale = max(1.0, float(np.max(np.abs(a))) if a.size else 1.0)
-    return Comparison(tuple(a.shape), tuple(b.shape), diff, scale, rtol)
+def compare_arrays(y_torch: Any, y_flax: Any, y_float64: Any, rtol: float = 1e-5) -> Comparison:
+    """Compares a torch output (NCHW or 2-D) with a Flax one (NHWC or 2-D) and the float64 referee's (NCHW)."""
+    a, b, c = to_nhwc(y_torch), np.asarray(y_flax), to_nhwc(y_float64)
+    verdict = referee.verdict(output_difference(b, a), output_difference(b, c), output_difference(a, c), rtol)
+    return Comparison(tuple(a.shape), tuple(b.shape), verdict)
 
 
 def compare_outputs(module: torch.nn.Module, model: nn.Module, variables: Any, x_nchw: Any,
                     rtol: float = 1e-5) -> Comparison:
-    """Inference outputs of both (torch in eval mode, Flax with train=False) on the same input."""
-    x = to_torch(np.asarray(x_nchw, np.float32))
+    """Inference outputs of both (torch in eval mode on its module's device, Flax with train=False on JAX's
+    default device) on the same input, judged against torch in float64 on the CPU."""
+    x = np.asarray(x_nchw, np.float32)
     was_training = module.training
     module.eval()
     try:
         with exact_numerics(), torch.no_grad():
-            y_torch = module(x)
+            y_torch = module(to_torch(x, device.torch_device_of(module)))
             y_flax = model.apply(variables, to_nhwc(x))
+            y_float64 = referee.float64_copy(module).eval()(to_torch(x.astype(np.float64)))
     finally:
         module.train(was_training)
-    return compare_arrays(y_torch, y_flax, rtol)
+    return compare_arrays(y_torch, y_flax, y_float64, rtol)
 
 
 def assert_same_outputs(module: torch.nn.Module, model: nn.Module, variables: Any, x_nchw: Any,
                         rtol: float = 1e-5) -> Comparison:
-    """`compare_outputs`, raising AssertionError with the figures when shapes or values differ."""
+    """`compare_outputs`, raising AssertionError with the figures when shapes differ or the verdict fails."""
     result = compare_outputs(module, model, variables, x_nchw, rtol)
     if not result.ok:
         raise AssertionError(f"outputs differ: {result}")

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 import jaxcnn
-from parity import check, convert, torch_models, training
+from parity import check, convert, device, referee, torch_models, training
 
 # Inputs of the checks: size-agnostic networks (VGG, AlexNet) at 64x64 (VGG's adaptive pool then
 # upsamples 2x2 -> 7x7); gradients on inputs without near-kinks (ReLU inputs near zero, max-pool
@@ -55,40 +55,56 @@ def kink_free_input(module, name: str, shape: tuple[int, ...], seed: int = 0, tr
 
 @dataclasses.dataclass
 class Row:
+    """One model's checks on one device. forward: max|y_flax - y_torch| / max(1, max|y_torch|) (gate 1e-5);
+    gradient: worst over parameters of max|g_flax - g_torch| / max|g_torch| (gate 1e-4), float32; the
+    *_float64_* figures are each side's distance from the float64 referee, the criteria which rule held."""
     model: str
     parameters: int
-    forward: float  # max|y_flax - y_torch| / max(1, max|y_torch|)
-    gradient: float  # worst over parameters of max|g_flax - g_torch| / max|g_torch| (float32)
+    device: str
+    forward: float
+    forward_float64_flax: float
+    forward_float64_torch: float
+    forward_criterion: str
+    gradient: float
+    gradient_float64_flax: float
+    gradient_float64_torch: float
+    gradient_criterion: str
     round_trip_exact: bool
 
     @property
     def ok(self) -> bool:
-        return self.forward <= 1e-5 and self.gradient <= 1e-4 and self.round_trip_exact
+        return referee.FAILED not in (self.forward_criterion, self.gradient_criterion) and self.round_trip_exact
 
 
 def round_trip_exact(module: torch.nn.Module, model, sample_shape) -> bool:
     """torch -> Flax -> torch returns every tensor bit for bit (BatchNorm buffers included)."""
     state = module.state_dict()
     back = convert.flax_to_torch(convert.torch_to_flax(module, model, sample_shape), model, module, sample_shape)
-    return set(back) == set(state) and all(torch.equal(back[k], state[k]) and back[k].dtype == state[k].dtype
+    return set(back) == set(state) and all(torch.equal(back[k], state[k].cpu()) and back[k].dtype == state[k].dtype
                                            for k in state)
 
 
-def check_model(name: str, seed: int = 0) -> Row:
-    module, model = random_original(name, seed)
-    parameters = sum(p.numel() for p in module.parameters())
-    x = check.sample_input(name, input_shape(model, 3), seed)
-    variables = convert.torch_to_flax(module, model, x)
-    forward = check.compare_outputs(module, model, variables, x).max_rel_diff
-    exact = round_trip_exact(module, model, x.shape)
+def check_model(name: str, seed: int = 0, where: device.Device | None = None) -> Row:
+    """Forward, gradient and round trip of `name` with torch and Flax on `where` (default: the CPU)."""
+    where = where or device.resolve("cpu")
+    with device.placed(where):
+        module, model = random_original(name, seed)
+        parameters = sum(p.numel() for p in module.parameters())
+        x = check.sample_input(name, input_shape(model, 3), seed)
+        exact = round_trip_exact(module, model, x.shape)
+        variables = convert.torch_to_flax(module, model, x)
+        forward = check.compare_outputs(module.to(where.torch), model, variables, x).verdict
 
-    settings = dict(GRADIENT_SETTINGS.get(name, {}))
-    size = settings.pop("size", AGNOSTIC_SIZE)
-    if settings:
-        module, model = random_original(name, seed, **settings)
-    shape = input_shape(model, 2 if model.fixed_size else 1, size)
-    x = kink_free_input(module, name, shape, seed)
-    targets = training.targets_for(name, module, x, seed)
-    report = training.compare_gradients(module, model, convert.torch_to_flax(module, model, x), x, targets,
-                                        training.loss_kind(name))
-    return Row(name, parameters, forward, report.worst, exact)
+        settings = dict(GRADIENT_SETTINGS.get(name, {}))
+        size = settings.pop("size", AGNOSTIC_SIZE)
+        if settings:
+            module, model = random_original(name, seed, **settings)
+        module.to(where.torch)
+        shape = input_shape(model, 2 if model.fixed_size else 1, size)
+        x = kink_free_input(module, name, shape, seed)
+        targets = training.targets_for(name, module, x, seed)
+        gradient = training.compare_gradients(module, model, convert.torch_to_flax(module, model, x), x, targets,
+                                              training.loss_kind(name)).verdict
+    return Row(name, parameters, where.name, forward.flax_torch, forward.flax_float64, forward.torch_float64,
+               forward.criterion, gradient.flax_torch, gradient.flax_float64, gradient.torch_float64,
+               gradient.criterion, exact)

@@ -1,0 +1,70 @@
+"""The float64 referee: when a float32 difference is the port's and when it is float32's (parity.referee)."""
+
+import numpy as np
+import pytest
+import torch
+
+from parity import check, convert, referee
+from tests import helpers
+
+
+def test_agreement_within_tolerance_passes_without_the_referee():
+    assert referee.verdict(5e-6, 1.0, 1.0, 1e-5).criterion == referee.AGREEMENT
+
+
+def test_flax_as_exact_as_torch_passes_through_the_referee():
+    v = referee.verdict(3e-5, 2e-5, 1.2e-5, 1e-5)
+    assert v.ok and v.criterion == referee.REFEREE
+
+
+def test_flax_further_from_float64_than_twice_torch_fails():
+    assert referee.verdict(3e-5, 3e-5, 1.2e-5, 1e-5).criterion == referee.FAILED
+
+
+def test_combined_verdict_holds_only_when_every_tensor_holds():
+    good, rescued, bad = (referee.verdict(1e-6, 1e-6, 1e-6, 1e-5), referee.verdict(3e-5, 2e-5, 2e-5, 1e-5),
+                          referee.verdict(1e-3, 1e-3, 1e-7, 1e-5))
+    assert referee.combine([good, good]).criterion == referee.AGREEMENT
+    assert referee.combine([good, rescued]).criterion == referee.REFEREE
+    combined = referee.combine([good, rescued, bad])
+    assert not combined.ok and combined.flax_torch == 1e-3
+
+
+def test_judge_measures_relative_to_the_reference_with_a_floor():
+    exact = np.array([1.0, -2.0])
+    v = referee.judge(exact + [0, 2e-6], exact + [1e-6, 0], exact, 1e-5, floor=4.0)
+    assert v.flax_torch == pytest.approx(2e-6 / 4.0, rel=1e-6)
+    assert v.flax_float64 == pytest.approx(2e-6 / 4.0, rel=1e-6)
+    assert v.torch_float64 == pytest.approx(1e-6 / 4.0, rel=1e-6)
+
+
+def _noisy_float32(module: torch.nn.Module, scale: float) -> None:
+    """A torch whose float32 outputs carry relative noise `scale` (its float64 copy computes exactly)."""
+    generator = torch.Generator().manual_seed(0)
+
+    def hook(_m, _inputs, out):
+        if out.dtype == torch.float32:
+            return out * (1 + scale * torch.randn(out.shape, generator=generator))
+        return out
+
+    module.register_forward_hook(hook)
+
+
+def test_referee_passes_an_exact_flax_beside_a_noisy_torch():
+    """A device whose torch kernels round worse than the tolerance: Flax-vs-torch fails, Flax is exact."""
+    module, model, variables, x = helpers.random_pair("mnist_cnn", batch=4)
+    _noisy_float32(module, 1e-3)
+    result = check.compare_outputs(module, model, variables, x)
+    assert result.max_rel_diff > 1e-5
+    assert result.ok and result.verdict.criterion == referee.REFEREE, result
+
+
+def test_referee_still_fails_a_wrong_port_beside_a_noisy_torch(monkeypatch):
+    """Without the (C,H,W) -> (H,W,C) permutation of the first Linear, Flax is far from float64 too."""
+    module, model, _, x = helpers.random_pair("lenet5_mnist", batch=4)
+    monkeypatch.setattr(convert, "_after_flatten", lambda calls: {})
+    variables = convert.torch_to_flax(module, model, x)
+    _noisy_float32(module, 1e-4)
+    result = check.compare_outputs(module, model, variables, x)
+    assert result.verdict.criterion == referee.FAILED, result
+    assert result.verdict.flax_float64 > 100 * result.verdict.torch_float64
