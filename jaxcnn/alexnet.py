@@ -4,7 +4,7 @@ import jax
 from flax import linen as nn
 
 from jaxcnn.layers import AdaptiveAvgPool, Conv2d, Dropout, Flatten, Linear, MaxPool
-from jaxcnn.registry import CourseNet, InputSize, register_model
+from jaxcnn.registry import Activation, CourseNet, InputSize, register_model
 
 # (torchvision index, out channels, kernel, stride, padding, index of the max-pool after it or None)
 _CONVS = [(0, 64, 11, 4, 2, 2), (3, 192, 5, 1, 2, 5), (6, 384, 3, 1, 1, None), (8, 256, 3, 1, 1, None),
@@ -22,6 +22,7 @@ class AlexNet(CourseNet):
     input_size: InputSize = 224  # the example size: AdaptiveAvgPool takes any H, W >= 63
     dropout: float = 0.5
     weight_init: str = "torch"
+    act: Activation = nn.relu
     fixed_size = False
 
     @nn.compact
@@ -31,14 +32,14 @@ class AlexNet(CourseNet):
         for index, out, kernel, stride, padding, pool in _CONVS:
             x = Conv2d(channels, out, kernel, stride, padding, weight_init=self.weight_init,
                        name=f"features_{index}")(x)
-            x = nn.relu(x)
+            x = self.act(x)
             if pool is not None:
                 x = MaxPool(3, 2, name=f"features_{pool}")(x)
             channels = out
         x = AdaptiveAvgPool((6, 6), name="avgpool")(x)
         x = Flatten(name="flatten")(x)
         x = Dropout(self.dropout, name="classifier_0")(x, train)
-        x = nn.relu(Linear(channels * 6 * 6, 4096, weight_init=self.weight_init, name="classifier_1")(x))
+        x = self.act(Linear(channels * 6 * 6, 4096, weight_init=self.weight_init, name="classifier_1")(x))
         x = Dropout(self.dropout, name="classifier_3")(x, train)
-        x = nn.relu(Linear(4096, 4096, weight_init=self.weight_init, name="classifier_4")(x))
+        x = self.act(Linear(4096, 4096, weight_init=self.weight_init, name="classifier_4")(x))
         return Linear(4096, self.num_classes, weight_init=self.weight_init, name="classifier_6")(x)

@@ -13,7 +13,7 @@ from flax import linen as nn
 
 from jaxcnn.arithmetic import conv_output_size, pool_output_size
 from jaxcnn.layers import BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool
-from jaxcnn.registry import CourseNet, InputSize, hw, register_model
+from jaxcnn.registry import Activation, CourseNet, InputSize, hw, register_model
 
 
 @register_model("two_conv_net")
@@ -46,12 +46,13 @@ class ConvReluConv(CourseNet):
     out_channels: int = 64
     input_size: InputSize = 28  # only the example size: the network takes any H, W >= 5
     weight_init: str = "torch"
+    act: Activation = nn.relu
     fixed_size = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = nn.relu(Conv2d(self.in_channels, 32, 3, weight_init=self.weight_init, name="conv_1")(x))
+        x = self.act(Conv2d(self.in_channels, 32, 3, weight_init=self.weight_init, name="conv_1")(x))
         return Conv2d(32, self.out_channels, 3, weight_init=self.weight_init, name="conv_2")(x)
 
 
@@ -64,15 +65,16 @@ class CNNBasic(CourseNet):
     num_classes: int = 5
     input_size: InputSize = 28
     weight_init: str = "torch"
+    act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = nn.relu(Conv2d(self.in_channels, 32, 3, weight_init=self.weight_init, name="conv_1")(x))
+        x = self.act(Conv2d(self.in_channels, 32, 3, weight_init=self.weight_init, name="conv_1")(x))
         x = Conv2d(32, 64, 3, weight_init=self.weight_init, name="conv_2")(x)
         x = Flatten(name="flatten")(x)
         h, w = conv_output_size(conv_output_size(hw(self.input_size), 3), 3)
-        x = nn.relu(Linear(64 * h * w, 128, weight_init=self.weight_init, name="layer_1")(x))
+        x = self.act(Linear(64 * h * w, 128, weight_init=self.weight_init, name="layer_1")(x))
         return Linear(128, self.num_classes, weight_init=self.weight_init, name="layer_2")(x)
 
 
@@ -87,17 +89,18 @@ class CNNBatchNormDropout(CourseNet):
     input_size: InputSize = 28
     dropout: float = 0.5
     weight_init: str = "torch"
+    act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
         x = Conv2d(self.in_channels, 32, 3, bias=False, weight_init=self.weight_init, name="conv_0")(x)
-        x = nn.relu(BatchNorm(32, name="conv_1")(x, train))
+        x = self.act(BatchNorm(32, name="conv_1")(x, train))
         x = Conv2d(32, 64, 3, bias=False, weight_init=self.weight_init, name="conv_3")(x)
-        x = nn.relu(BatchNorm(64, name="conv_4")(x, train))
+        x = self.act(BatchNorm(64, name="conv_4")(x, train))
         x = Flatten(name="flatten")(x)
         h, w = conv_output_size(conv_output_size(hw(self.input_size), 3), 3)
-        x = nn.relu(Linear(64 * h * w, 128, weight_init=self.weight_init, name="fc_0")(x))
+        x = self.act(Linear(64 * h * w, 128, weight_init=self.weight_init, name="fc_0")(x))
         x = Dropout(self.dropout, name="fc_2")(x, train)
         return Linear(128, self.num_classes, weight_init=self.weight_init, name="fc_3")(x)
 
@@ -112,17 +115,18 @@ class MnistCNN(CourseNet):
     num_classes: int = 10
     input_size: InputSize = 28
     weight_init: str = "torch"
+    act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
         x = Conv2d(self.in_channels, 32, 3, padding=1, weight_init=self.weight_init, name="conv_stack_0")(x)
-        x = nn.relu(MaxPool(2, name="conv_stack_1")(x))
+        x = self.act(MaxPool(2, name="conv_stack_1")(x))
         x = Conv2d(32, 32, 3, padding=1, weight_init=self.weight_init, name="conv_stack_3")(x)
-        x = nn.relu(MaxPool(2, name="conv_stack_4")(x))
+        x = self.act(MaxPool(2, name="conv_stack_4")(x))
         x = Flatten(name="conv_stack_6")(x)
         h, w = pool_output_size(pool_output_size(hw(self.input_size), 2), 2)
-        x = nn.relu(Linear(32 * h * w, 100, weight_init=self.weight_init, name="conv_stack_7")(x))
+        x = self.act(Linear(32 * h * w, 100, weight_init=self.weight_init, name="conv_stack_7")(x))
         return Linear(100, self.num_classes, weight_init=self.weight_init, name="conv_stack_9")(x)
 
 
@@ -136,14 +140,15 @@ class CifarConvMLP(CourseNet):
     num_classes: int = 10
     input_size: InputSize = 32
     weight_init: str = "torch"
+    act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = nn.relu(Conv2d(self.in_channels, 6, 3, weight_init=self.weight_init, name="layers_0")(x))
+        x = self.act(Conv2d(self.in_channels, 6, 3, weight_init=self.weight_init, name="layers_0")(x))
         x = Flatten(name="layers_2")(x)
         h, w = conv_output_size(hw(self.input_size), 3)
-        x = nn.relu(Linear(6 * h * w, 100, weight_init=self.weight_init, name="layers_3")(x))
+        x = self.act(Linear(6 * h * w, 100, weight_init=self.weight_init, name="layers_3")(x))
         return Linear(100, self.num_classes, weight_init=self.weight_init, name="layers_5")(x)
 
 
@@ -157,15 +162,16 @@ class SunRegressor(CourseNet):
     num_classes: int = 2
     input_size: InputSize = 256
     weight_init: str = "torch"
+    act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
         size = hw(self.input_size)
         for index, (cin, cout) in zip((0, 3, 6), ((self.in_channels, 32), (32, 8), (8, 4))):
-            x = nn.relu(Conv2d(cin, cout, 3, padding="same", weight_init=self.weight_init, name=f"layers_{index}")(x))
+            x = self.act(Conv2d(cin, cout, 3, padding="same", weight_init=self.weight_init, name=f"layers_{index}")(x))
             x = MaxPool(2, name=f"layers_{index + 2}")(x)
             size = pool_output_size(size, 2)
         x = Flatten(name="layers_9")(x)
-        x = nn.relu(Linear(4 * size[0] * size[1], 128, weight_init=self.weight_init, name="layers_10")(x))
+        x = self.act(Linear(4 * size[0] * size[1], 128, weight_init=self.weight_init, name="layers_10")(x))
         return Linear(128, self.num_classes, weight_init=self.weight_init, name="layers_12")(x)

@@ -5,7 +5,7 @@ from flax import linen as nn
 
 from jaxcnn.arithmetic import conv_output_size, pool_output_size
 from jaxcnn.layers import AvgPool, Conv2d, Flatten, Linear
-from jaxcnn.registry import CourseNet, InputSize, hw, register_model
+from jaxcnn.registry import Activation, CourseNet, InputSize, hw, register_model
 
 
 def _lenet_features(input_size: InputSize, first_padding: int) -> int:
@@ -25,15 +25,16 @@ class LeNet5(CourseNet):
     num_classes: int = 10
     input_size: InputSize = 28
     weight_init: str = "torch"
+    act: Activation = nn.tanh
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = AvgPool(2, 2, name="pool1")(nn.tanh(Conv2d(self.in_channels, 6, 5, padding=2, weight_init=self.weight_init, name="conv1")(x)))
-        x = AvgPool(2, 2, name="pool2")(nn.tanh(Conv2d(6, 16, 5, weight_init=self.weight_init, name="conv2")(x)))
+        x = AvgPool(2, 2, name="pool1")(self.act(Conv2d(self.in_channels, 6, 5, padding=2, weight_init=self.weight_init, name="conv1")(x)))
+        x = AvgPool(2, 2, name="pool2")(self.act(Conv2d(6, 16, 5, weight_init=self.weight_init, name="conv2")(x)))
         x = Flatten(name="view")(x)
-        x = nn.tanh(Linear(_lenet_features(self.input_size, 2), 120, weight_init=self.weight_init, name="fc1")(x))
-        x = nn.tanh(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
+        x = self.act(Linear(_lenet_features(self.input_size, 2), 120, weight_init=self.weight_init, name="fc1")(x))
+        x = self.act(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
         return Linear(84, self.num_classes, weight_init=self.weight_init, name="fc3")(x)
 
 
@@ -47,13 +48,14 @@ class LeNet5Classic(CourseNet):
     num_classes: int = 10
     input_size: InputSize = 32
     weight_init: str = "torch"
+    act: Activation = nn.sigmoid
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = AvgPool(2)(nn.sigmoid(Conv2d(self.in_channels, 6, 5, weight_init=self.weight_init, name="conv1")(x)))
-        x = AvgPool(2)(nn.sigmoid(Conv2d(6, 16, 5, weight_init=self.weight_init, name="conv2")(x)))
+        x = AvgPool(2)(self.act(Conv2d(self.in_channels, 6, 5, weight_init=self.weight_init, name="conv1")(x)))
+        x = AvgPool(2)(self.act(Conv2d(6, 16, 5, weight_init=self.weight_init, name="conv2")(x)))
         x = Flatten()(x)
-        x = nn.sigmoid(Linear(_lenet_features(self.input_size, 0), 120, weight_init=self.weight_init, name="fc1")(x))
-        x = nn.sigmoid(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
+        x = self.act(Linear(_lenet_features(self.input_size, 0), 120, weight_init=self.weight_init, name="fc1")(x))
+        x = self.act(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
         return Linear(84, self.num_classes, weight_init=self.weight_init, name="fc3")(x)

@@ -8,6 +8,8 @@ from flax import linen as nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 InputSize = Union[int, Sequence[int]]
+# The elementwise nonlinearity of a network (`act` field): `create_model(name, act=...)` swaps it.
+Activation = Callable[[jax.Array], jax.Array]
 
 
 def hw(size: InputSize) -> tuple[int, int]:

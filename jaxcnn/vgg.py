@@ -11,7 +11,7 @@ import jax
 from flax import linen as nn
 
 from jaxcnn.layers import AdaptiveAvgPool, BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool
-from jaxcnn.registry import CourseNet, InputSize, register_model
+from jaxcnn.registry import Activation, CourseNet, InputSize, register_model
 
 CONFIGS = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -28,6 +28,7 @@ class VGG(CourseNet):
     input_size: InputSize = 224  # the example size: AdaptiveAvgPool takes any H, W >= 32
     dropout: float = 0.5
     weight_init: str = "torch"
+    act: Activation = nn.relu
     fixed_size = False
 
     @nn.compact
@@ -42,13 +43,13 @@ class VGG(CourseNet):
             x = Conv2d(channels, v, 3, padding=1, weight_init=self.weight_init, name=f"features_{index}")(x)
             if self.batch_norm:
                 x = BatchNorm(v, name=f"features_{index + 1}")(x, train)
-            x = nn.relu(x)
+            x = self.act(x)
             channels, index = v, index + (3 if self.batch_norm else 2)
         x = AdaptiveAvgPool((7, 7), name="avgpool")(x)
         x = Flatten(name="flatten")(x)
-        x = nn.relu(Linear(channels * 7 * 7, 4096, weight_init=self.weight_init, name="classifier_0")(x))
+        x = self.act(Linear(channels * 7 * 7, 4096, weight_init=self.weight_init, name="classifier_0")(x))
         x = Dropout(self.dropout, name="classifier_2")(x, train)
-        x = nn.relu(Linear(4096, 4096, weight_init=self.weight_init, name="classifier_3")(x))
+        x = self.act(Linear(4096, 4096, weight_init=self.weight_init, name="classifier_3")(x))
         x = Dropout(self.dropout, name="classifier_5")(x, train)
         return Linear(4096, self.num_classes, weight_init=self.weight_init, name="classifier_6")(x)
 

@@ -12,11 +12,11 @@ preprocessed), runs in eval mode, and returns arrays; `python -m train.inspect` 
 from jaxcnn.inspect.activations import activations, conv_layers, features, layer_names, nearest_neighbours
 from jaxcnn.inspect.class_model import blur_same, class_model, class_models
 from jaxcnn.inspect.grid import channel_filter_images, filter_images, make_grid
-from jaxcnn.inspect.saliency import (guided, guided_backprop, guided_relu, input_gradients, gradient_saliency,
+from jaxcnn.inspect.saliency import (guided_backprop, guided_model, guided_relu, input_gradients, gradient_saliency,
                                      occlusion, occlusion_masks)
 
 __all__ = [
     "activations", "blur_same", "channel_filter_images", "class_model", "class_models", "conv_layers", "features",
-    "filter_images", "gradient_saliency", "guided", "guided_backprop", "guided_relu", "input_gradients",
+    "filter_images", "gradient_saliency", "guided_backprop", "guided_model", "guided_relu", "input_gradients",
     "layer_names", "make_grid", "nearest_neighbours", "occlusion", "occlusion_masks",
 ]

@@ -3,13 +3,15 @@
 Scores are the network's pre-softmax outputs; occlusion maps the softmax probability.
 """
 
+import dataclasses
 import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
-from jax.extend import core as jex
+
+from jaxcnn.registry import CourseNet
 
 
 @jax.custom_vjp
@@ -29,75 +31,26 @@ def _guided_relu_bwd(x, g):
 guided_relu.defvjp(_guided_relu_fwd, _guided_relu_bwd)
 
 
-def _only_max_with_zero(jaxpr) -> bool:
-    """The body of jax.nn.relu: one `max(x, 0)`, possibly inside one jit."""
-    eqns = jaxpr.eqns
-    if len(eqns) == 1 and eqns[0].primitive.name in ("jit", "pjit"):
-        return _only_max_with_zero(eqns[0].params["jaxpr"].jaxpr)
-    return len(eqns) == 1 and _is_max_with_zero(eqns[0])
+def guided_model(model: nn.Module) -> nn.Module:
+    """`model` with its ReLUs computed by `guided_relu`: `model.clone(act=guided_relu)`.
 
-
-def _is_max_with_zero(eqn) -> bool:
-    return eqn.primitive.name == "max" and any(
-        isinstance(v, jex.Literal) and jnp.ndim(v.val) == 0 and v.val == 0 for v in eqn.invars)
-
-
-def _is_relu(eqn) -> bool:
-    if eqn.primitive.name == "custom_jvp_call":
-        return _only_max_with_zero(eqn.params["call_jaxpr"].jaxpr)
-    return _is_max_with_zero(eqn)
-
-
-def _evaluate(jaxpr, consts, *args):
-    """Evaluates a jaxpr, computing every ReLU with guided_relu (recursing into nested jits)."""
-    env = {}
-
-    def read(var):
-        return var.val if isinstance(var, jex.Literal) else env[var]
-
-    env.update(zip(jaxpr.constvars, consts))
-    env.update(zip(jaxpr.invars, args))
-    for eqn in jaxpr.eqns:
-        values = [read(v) for v in eqn.invars]
-        if _is_relu(eqn):
-            operands = [v for v, var in zip(values, eqn.invars) if not isinstance(var, jex.Literal)]
-            outs = [guided_relu(operands[-1])]  # custom_jvp_call: (*consts, x); max: the non-zero side
-        elif eqn.primitive.name in ("jit", "pjit"):
-            inner = eqn.params["jaxpr"]
-            outs = _evaluate(inner.jaxpr, inner.consts, *values)
-        else:
-            params = eqn.primitive.get_bind_params(eqn.params)
-            subfuns, params = params if isinstance(params, tuple) else ((), params)  # older jax: (subfuns, params)
-            outs = eqn.primitive.bind(*subfuns, *values, **params)
-            outs = outs if eqn.primitive.multiple_results else [outs]
-        env.update(zip(eqn.outvars, outs))
-    return [read(v) for v in jaxpr.outvars]
-
-
-def guided(fn: Callable) -> Callable:
-    """fn with every ReLU (jax.nn.relu / nn.relu, or max(x, 0)) replaced by `guided_relu`.
-
-    Works on any function, e.g. `lambda x: model.apply(variables, x)` of any registry network,
-    without rewriting the network: fn is traced to a jaxpr and re-evaluated. ReLUs inside control
-    flow (scan, cond, while) or custom_vjp functions are left as they are.
+    A network names its nonlinearity in an `act` field (every registry network does, as
+    `create_model(name, act=...)`). Networks whose `act` is not a ReLU (LeNet's tanh and sigmoid) and
+    registry networks without one (no nonlinearity at all) have nothing to guide and come back as they
+    are, as torch's guided backprop hooks only nn.ReLU.
     """
-    @functools.wraps(fn)
-    def wrapped(*args):
-        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        outs = _evaluate(closed.jaxpr, closed.consts, *jax.tree_util.tree_leaves(args))
-        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)
+    fields = {f.name for f in dataclasses.fields(model)}
+    if "act" not in fields:
+        if isinstance(model, CourseNet):
+            return model
+        raise ValueError(f"guided backprop swaps a network's ReLUs through its `act` field; {type(model).__name__} "
+                         "has none: give it a field `act: Callable = nn.relu` and call self.act where it calls nn.relu")
+    return model.clone(act=guided_relu) if model.act in (jax.nn.relu, guided_relu) else model
 
-    return wrapped
 
-
-def _class_score_sum(model: nn.Module, variables, classes: jax.Array, guided_relus: bool) -> Callable:
-    def scores(x):
-        return model.apply(variables, x)
-
-    forward = guided(scores) if guided_relus else scores
-
+def _class_score_sum(model: nn.Module, variables, classes: jax.Array) -> Callable:
     def total(x):
-        logits = forward(x)
+        logits = model.apply(variables, x)
         if logits.ndim != 2:
             raise ValueError(f"saliency needs class scores (N, classes); {type(model).__name__} gives {logits.shape}")
         return jnp.take_along_axis(logits, classes[:, None], axis=1).sum()
@@ -110,7 +63,8 @@ def input_gradients(model: nn.Module, variables, images: jax.Array, classes: jax
                     guided_relus: bool = False) -> jax.Array:
     """d score_c / d image for each image and its class: images (N, H, W, C), classes (N,) -> (N, H, W, C)."""
     classes = jnp.broadcast_to(jnp.asarray(classes, jnp.int32), images.shape[:1])
-    return jax.grad(_class_score_sum(model, variables, classes, guided_relus))(images)
+    model = guided_model(model) if guided_relus else model
+    return jax.grad(_class_score_sum(model, variables, classes))(images)
 
 
 def gradient_saliency(model: nn.Module, variables, images: jax.Array, classes: jax.Array) -> jax.Array:
