@@ -137,9 +137,15 @@ def test_run_writes_metrics_curves_checkpoints_and_torch_export(tmp_path, mnist_
     config = _config(tmp_path, epochs=2, export_torch=str(tmp_path / "lenet.pt"))
     metrics = mnist.run(config)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert saved["final"].keys() == {"test_accuracy", "test_loss", "train_seconds", "compile_seconds"}
+    assert saved["final"].keys() == {"test_accuracy", "test_loss", "train_seconds", "compile_seconds",
+                                     "train_compile_seconds", "eval_compile_seconds", "init_seconds"}
+    assert saved["final"]["compile_seconds"] == saved["final"]["train_compile_seconds"] + saved["final"][
+        "eval_compile_seconds"]
     assert [e["epoch"] for e in saved["epochs"]] == [1, 2]
-    assert set(saved["epochs"][0]) == {"epoch", "train_loss", "test_loss", "test_accuracy", "seconds"}
+    assert set(saved["epochs"][0]) == {"epoch", "train_loss", "test_loss", "test_accuracy", "seconds",
+                                       "seconds_since_start"}
+    since_start = [e["seconds_since_start"] for e in saved["epochs"]]
+    assert 0 < since_start[0] < since_start[1] and since_start[1] - since_start[0] >= saved["epochs"][1]["seconds"]
     assert saved["config"]["batch_size"] == 100 and saved["config"]["preprocess"] == "raw"
     assert metrics["final"]["test_accuracy"] > 0.8
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
@@ -189,9 +195,9 @@ def test_nan_loss_stops_with_step_and_epoch_and_keeps_the_last_good_checkpoint(t
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert mnist.main(["--model", "vgg16", "--data-dir", str(MNIST_DIR), "--out", str(tmp_path)]) == 1
+    assert mnist.main(["--model", "vgg16", "--data-dir", str(MNIST_DIR), "--out", str(tmp_path), "--no-compile-cache"]) == 1
     assert "does not take MNIST's 28x28x1 images" in capsys.readouterr().err
-    assert mnist.main(["--data-dir", str(tmp_path), "--out", str(tmp_path)]) == 1
+    assert mnist.main(["--data-dir", str(tmp_path), "--out", str(tmp_path), "--no-compile-cache"]) == 1
     assert "lacks train-images-idx3-ubyte.gz" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         mnist.main(["--epochs", "0"])

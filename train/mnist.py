@@ -19,10 +19,11 @@ import numpy as np
 
 import jaxcnn
 from train import data as data_lib
+from train import startup
 from train.checkpoint import Checkpoints
 from train.optimizers import OPTIMIZERS, create_optimizer
 from train.report import plot_curves, write_json
-from train.step import Trainer, epoch_order, init_state
+from train.step import Trainer, epoch_order
 
 RECIPES = {
     "lenet5_mnist": dict(preprocess="raw", optimizer="adam", lr=1e-3, batch_size=100, epochs=1),
@@ -59,6 +60,7 @@ class Config:
     train_subset: int | None = None
     test_subset: int | None = None
     progress: bool = True
+    compile_cache: str | None = None  # a directory for the persistent XLA compilation cache; None: off
 
     def __post_init__(self):
         recipe = RECIPES.get(self.model, DEFAULT_RECIPE)
@@ -96,16 +98,17 @@ def run(config: Config) -> dict:
     model, model_kwargs = build_model(config.model, config.init)
     dataset = data_lib.load(config.dataset, config.data_dir, config.tfds_dir)
     dataset = dataset.subset(config.train_subset, config.test_subset)
+    if config.compile_cache:
+        startup.enable_compile_cache(config.compile_cache)
     tx = create_optimizer(config.optimizer, config.lr, config.weight_decay)
     devices = jax.devices()[: config.devices] if config.devices else None
     trainer = Trainer(model, tx, config.preprocess, config.parallel, config.loop, devices=devices)
     if config.batch_size % trainer.num_devices:
         raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {trainer.num_devices} devices")
 
-    key = jax.random.PRNGKey(config.seed)
-    init_key, dropout_key = jax.random.split(key)
-    state = trainer.replicate_state(init_state(model, tx, init_key))
-    dropout_key = trainer.put_replicated(dropout_key)
+    init_seconds = time.perf_counter()
+    state, dropout_key = trainer.init_state(config.seed)
+    init_seconds = time.perf_counter() - init_seconds
     train_images, train_labels = trainer.put_replicated((dataset.train_images, dataset.train_labels))
     test_images, test_labels = trainer.put_replicated((dataset.test_images, dataset.test_labels))
 
@@ -116,7 +119,8 @@ def run(config: Config) -> dict:
     steps_per_epoch = len(dataset.train_labels) // config.batch_size
     if steps_per_epoch == 0:
         raise TrainingError(f"{len(dataset.train_labels)} training images make no batch of {config.batch_size}")
-    compile_seconds = trainer.compile(state, train_images, train_labels, dropout_key, config.batch_size)
+    compile_seconds = trainer.compile(state, train_images, train_labels, dropout_key, config.batch_size,
+                                      steps_per_epoch, test=(test_images, test_labels))
     train_seconds = 0.0
     for epoch in range(start_epoch + 1, config.epochs + 1):
         order = epoch_order(config.seed, epoch, len(dataset.train_labels), config.batch_size)
@@ -136,7 +140,8 @@ def run(config: Config) -> dict:
                                 f"stays in {checkpoints.directory}")
         test_loss, test_accuracy = trainer.evaluate(state, test_images, test_labels)
         history.append({"epoch": epoch, "train_loss": float(epoch_losses.mean()), "test_loss": test_loss,
-                        "test_accuracy": test_accuracy, "seconds": seconds})
+                        "test_accuracy": test_accuracy, "seconds": seconds,
+                        "seconds_since_start": startup.seconds_since_start()})
         print(f"epoch {epoch}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, test loss {test_loss:.4f}, "
               f"test accuracy {100 * test_accuracy:.2f}% ({seconds:.1f}s)", flush=True)
         checkpoints.save(epoch, state, {"epochs": history, "config": dataclasses.asdict(config)})
@@ -144,7 +149,9 @@ def run(config: Config) -> dict:
 
     final = history[-1] if history else {"test_loss": float("nan"), "test_accuracy": float("nan")}
     metrics = {"final": {"test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
-                         "train_seconds": train_seconds, "compile_seconds": compile_seconds},
+                         "train_seconds": train_seconds, "compile_seconds": sum(compile_seconds.values()),
+                         "train_compile_seconds": compile_seconds["train"],
+                         "eval_compile_seconds": compile_seconds["eval"], "init_seconds": init_seconds},
                "epochs": history,
                "config": dataclasses.asdict(config) | {"model_kwargs": model_kwargs,
                                                        "devices": trainer.num_devices,
@@ -155,7 +162,7 @@ def run(config: Config) -> dict:
         if config.export_torch:
             export_torch(config.model, model, model_kwargs, trainer.unreplicate(state), config.export_torch)
     print(f"{config.model}: test accuracy {100 * final['test_accuracy']:.2f}%, test loss {final['test_loss']:.4f}, "
-          f"train {train_seconds:.1f}s + compile {compile_seconds:.1f}s on {trainer.num_devices} "
+          f"train {train_seconds:.1f}s + compile {sum(compile_seconds.values()):.1f}s on {trainer.num_devices} "
           f"{jax.default_backend()} device(s); {out / 'metrics.json'}")
     return metrics
 
@@ -239,6 +246,11 @@ def parse_args(argv=None) -> Config:
     p.add_argument("--train-subset", type=int, help="train on the first N images only")
     p.add_argument("--test-subset", type=int, help="evaluate on the first N test images only")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--compile-cache", default=str(startup.default_cache_dir()), metavar="DIR",
+                   help="persistent XLA compilation cache (default: $JAX_COMPILATION_CACHE_DIR, else "
+                        "$XDG_CACHE_HOME/jaxcnn, else ~/.cache/jaxcnn)")
+    p.add_argument("--no-compile-cache", dest="compile_cache", action="store_const", const=None,
+                   help="compile everything afresh and keep nothing")
     p.add_argument("--coordinator", help="multi-host: coordinator host:port (or $JAX_COORDINATOR_ADDRESS)")
     p.add_argument("--num-processes", type=int, help="multi-host: process count (or $JAX_NUM_PROCESSES)")
     p.add_argument("--process-id", type=int, help="multi-host: this process (or $JAX_PROCESS_ID)")

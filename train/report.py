@@ -14,13 +14,11 @@ def write_json(obj, path: str | Path) -> None:
 
 def plot_curves(epochs: list[dict], path: str | Path, title: str = "") -> None:
     """Train/test loss and test accuracy per epoch, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no GUI backend to import, half a second sooner
 
     x = [e["epoch"] for e in epochs]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(x, [e["train_loss"] for e in epochs], "o-", label="train")
     loss_ax.plot(x, [e["test_loss"] for e in epochs], "s-", label="test")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
@@ -33,5 +31,4 @@ def plot_curves(epochs: list[dict], path: str | Path, title: str = "") -> None:
     fig.tight_layout()
     tmp = Path(path).with_name(Path(path).name + ".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)
