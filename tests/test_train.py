@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -14,8 +15,9 @@ import torch
 import jaxcnn
 from parity import torch_models, trajectory
 from train import data, mnist
+from train import recipes as train_recipes
 from train.checkpoint import Checkpoints
-from train.optimizers import create_optimizer, torch_adam, torch_sgd
+from train.optimizers import create_optimizer, learning_rate, torch_adam, torch_sgd
 from train.step import CPU_MICRO_BATCHES, Trainer, epoch_order, init_state, runs_xla_convolutions
 
 # The real files: $JAXCNN_DATA_DIR, else ../shared/data/mnist beside the repository (never copied into it).
@@ -251,19 +253,23 @@ def test_loop_benchmark_runs_every_variant():
 
 def test_benchmark_harness_smoke(mnist_data):
     from train import bench
-    results = bench.benchmark(mnist_data.subset(1000, 200), steps=3, repeats=1, with_compile=False)
+    results = bench.benchmark(mnist_data.subset(1000, 200), steps=3, repeats=1, with_compile=False, notebook_steps=4)
     for name in ("lenet5_mnist", "mnist_cnn"):
         row = results[name]
         for key in ("flax_train_images_per_s", "torch_eager_train_images_per_s", "flax_infer_images_per_s",
-                    "torch_infer_images_per_s", "train_ratio_flax_over_torch_eager"):
+                    "torch_infer_images_per_s", "train_ratio_flax_over_torch_eager", "flax_seconds_per_epoch",
+                    "torch_eager_seconds_per_epoch", "notebook_002_seconds_per_epoch",
+                    "notebook_004_seconds_per_epoch"):
             assert row[key] > 0, key
+        assert row["notebook_loop_steps_timed"] == 4
     fast, notebook = results["time_to_99"], results["time_to_99_notebook_recipe"]
     assert fast["recipe"] == bench.FAST_RECIPE and 1 <= fast["epochs"] <= bench.FAST_RECIPE["epochs"]
     assert notebook["recipe"]["lr"] == 1e-3 and notebook["recipe"]["batch_size"] == 64
     for t in (fast, notebook):
         assert t["train_seconds"] > 0 and len(t["test_accuracy_per_epoch"]) == t["epochs"]
         assert t["reached"] == (t["test_accuracy_per_epoch"][-1] >= 0.99)
-    assert results["versions"]["jax"] == jax.__version__
+    assert results["device"]["jax_platform"] == "cpu" and results["device"]["torch"] == "cpu"
+    assert {"jax", "jaxlib", "torch", "cuda", "cudnn", "flax", "optax"} <= set(results["versions"])
 
 
 def test_auto_loop_scans_unless_the_model_runs_xla_convolutions_on_cpu():
@@ -277,3 +283,29 @@ def test_auto_loop_scans_unless_the_model_runs_xla_convolutions_on_cpu():
     assert Trainer(cnn, optax.adam(1e-3), "normalize", loop="scan").loop == "scan"
     with pytest.raises(ValueError, match="loop must be 'auto', 'step' or 'scan', got 'fast'"):
         Trainer(cnn, optax.adam(1e-3), "normalize", loop="fast")
+
+
+def test_named_recipe_fills_what_the_command_line_leaves_out():
+    config = mnist.parse_args(["--recipe", "one_epoch_99", "--epochs", "2", "--no-compile-cache"])
+    recipe = train_recipes.named("one_epoch_99")
+    assert (config.model, config.recipe, config.epochs) == (recipe["model"], "one_epoch_99", 2)
+    assert (config.lr, config.batch_size, config.schedule) == (recipe["lr"], recipe["batch_size"], "onecycle")
+    plain = mnist.parse_args(["--no-compile-cache"])
+    assert (plain.model, plain.schedule, plain.lr, plain.recipe) == ("lenet5_mnist", "constant", 1e-3, None)
+    with pytest.raises(SystemExit):
+        mnist.parse_args(["--recipe", "no_such_recipe"])
+
+
+def test_onecycle_learning_rate_peaks_after_warmup_and_anneals():
+    schedule = learning_rate(3e-3, "onecycle", total_steps=100, warmup_fraction=0.25)
+    values = np.array([float(schedule(i)) for i in range(101)])
+    assert values.argmax() == 25 and values.max() == pytest.approx(3e-3)
+    assert values[0] == pytest.approx(3e-3 / 25) and values[-1] < 1e-6
+    assert learning_rate(1e-3) == 1e-3
+    with pytest.raises(ValueError, match="total number of steps"):
+        learning_rate(1e-3, "onecycle")
+    # a schedule reaches the update: the first Adam step moves a weight by the schedule's first value
+    tx = create_optimizer("adam", schedule)
+    params = {"w": jnp.ones(3)}
+    updates, _ = tx.update({"w": jnp.full(3, 0.5)}, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"], -3e-3 / 25, rtol=1e-5)

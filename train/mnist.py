@@ -21,16 +21,14 @@ import jaxcnn
 from train import data as data_lib
 from train import startup
 from train.checkpoint import Checkpoints
-from train.optimizers import OPTIMIZERS, create_optimizer
+from train import recipes
+from train.optimizers import OPTIMIZERS, SCHEDULES, create_optimizer, learning_rate
 from train.report import plot_curves, write_json
 from train.step import Trainer, epoch_order
 
-RECIPES = {
-    "lenet5_mnist": dict(preprocess="raw", optimizer="adam", lr=1e-3, batch_size=100, epochs=1),
-    "mnist_cnn": dict(preprocess="normalize", optimizer="adam", lr=1e-3, batch_size=64, epochs=10),
-}
-RESUME_MUST_MATCH = ("model", "dataset", "optimizer", "batch_size", "preprocess", "seed", "train_subset")
-DEFAULT_RECIPE = dict(preprocess="normalize", optimizer="adam", lr=1e-3, batch_size=64, epochs=1)
+RECIPES = recipes.NOTEBOOK
+RESUME_MUST_MATCH = ("model", "dataset", "optimizer", "batch_size", "preprocess", "seed", "train_subset", "schedule",
+                     "warmup_fraction")
 
 
 class TrainingError(RuntimeError):
@@ -40,6 +38,7 @@ class TrainingError(RuntimeError):
 @dataclasses.dataclass
 class Config:
     model: str = "lenet5_mnist"
+    recipe: str | None = None  # the train.recipes.NAMED entry the command line started from, if any
     dataset: str = "mnist"
     data_dir: str | None = None
     tfds_dir: str | None = None
@@ -49,6 +48,8 @@ class Config:
     lr: float | None = None
     optimizer: str | None = None
     weight_decay: float = 0.0
+    schedule: str | None = None  # 'constant' (lr throughout) or 'onecycle' (lr the peak); see train.recipes
+    warmup_fraction: float | None = None
     preprocess: str | None = None
     seed: int = 0
     init: str = "torch"
@@ -63,7 +64,7 @@ class Config:
     compile_cache: str | None = None  # a directory for the persistent XLA compilation cache; None: off
 
     def __post_init__(self):
-        recipe = RECIPES.get(self.model, DEFAULT_RECIPE)
+        recipe = recipes.for_model(self.model) | dict(schedule="constant", warmup_fraction=0.25)
         for key, value in recipe.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -100,7 +101,11 @@ def run(config: Config) -> dict:
     dataset = dataset.subset(config.train_subset, config.test_subset)
     if config.compile_cache:
         startup.enable_compile_cache(config.compile_cache)
-    tx = create_optimizer(config.optimizer, config.lr, config.weight_decay)
+    steps_per_epoch = len(dataset.train_labels) // config.batch_size
+    if steps_per_epoch == 0:
+        raise TrainingError(f"{len(dataset.train_labels)} training images make no batch of {config.batch_size}")
+    lr = learning_rate(config.lr, config.schedule, config.epochs * steps_per_epoch, config.warmup_fraction)
+    tx = create_optimizer(config.optimizer, lr, config.weight_decay)
     devices = jax.devices()[: config.devices] if config.devices else None
     trainer = Trainer(model, tx, config.preprocess, config.parallel, config.loop, devices=devices)
     if config.batch_size % trainer.num_devices:
@@ -116,9 +121,6 @@ def run(config: Config) -> dict:
     state, history = _resume(checkpoints, config, state) if config.resume else (state, [])
     start_epoch = history[-1]["epoch"] if history else 0
 
-    steps_per_epoch = len(dataset.train_labels) // config.batch_size
-    if steps_per_epoch == 0:
-        raise TrainingError(f"{len(dataset.train_labels)} training images make no batch of {config.batch_size}")
     compile_seconds = trainer.compile(state, train_images, train_labels, dropout_key, config.batch_size,
                                       steps_per_epoch, test=(test_images, test_labels))
     train_seconds = 0.0
@@ -173,7 +175,8 @@ def _resume(checkpoints: Checkpoints, config: Config, state) -> tuple:
     if latest is None:
         return state, []
     saved = checkpoints.meta(latest).get("config", {})
-    changed = {k: (saved.get(k), getattr(config, k)) for k in RESUME_MUST_MATCH
+    must_match = RESUME_MUST_MATCH + (("epochs", "lr") if config.schedule == "onecycle" else ())  # the schedule's span
+    changed = {k: (saved.get(k), getattr(config, k)) for k in must_match
                if saved.get(k, getattr(config, k)) != getattr(config, k)}
     if changed:
         raise TrainingError(f"cannot resume: the checkpoint was trained with other settings {changed} (saved, now)")
@@ -224,7 +227,9 @@ class ProgressBar:
 def parse_args(argv=None) -> Config:
     p = argparse.ArgumentParser(prog="python -m train.mnist", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="lenet5_mnist", help="a registry model that takes 28x28x1 (default lenet5_mnist)")
+    p.add_argument("--model", help="a registry model that takes 28x28x1 (default lenet5_mnist)")
+    p.add_argument("--recipe", choices=sorted(recipes.NAMED),
+                   help="a named recipe of train.recipes: its model and settings, unless given here")
     p.add_argument("--dataset", default="mnist", choices=sorted(data_lib.SHA256))
     p.add_argument("--data-dir", help=f"the four IDX .gz files (or set ${data_lib.DATA_DIR_ENV}); without it, TFDS")
     p.add_argument("--tfds-dir", help="TFDS data_dir (offline: put the .gz files in <dir>/downloads/manual)")
@@ -234,6 +239,8 @@ def parse_args(argv=None) -> Config:
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS))
     p.add_argument("--weight-decay", type=float, default=0.0, help="torch's meaning for the optimizer chosen")
+    p.add_argument("--schedule", choices=SCHEDULES, help="constant lr (default) or one-cycle with --lr its peak")
+    p.add_argument("--warmup-fraction", type=float, help="one-cycle: the share of steps warming up (default 0.25)")
     p.add_argument("--preprocess", choices=["raw", "normalize"], help="raw 0..255 or Normalize(0.5, 0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", choices=["torch", "flax"], default="torch",
@@ -260,6 +267,12 @@ def parse_args(argv=None) -> Config:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.lr is not None and not args.lr > 0:
         p.error("--lr must be > 0")
+    if args.warmup_fraction is not None and not 0 < args.warmup_fraction < 1:
+        p.error("--warmup-fraction must be between 0 and 1")
+    for key, value in (recipes.named(args.recipe) if args.recipe else {}).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.model = args.model or "lenet5_mnist"
     _init_distributed(args)
     fields = {f.name for f in dataclasses.fields(Config)}
     return Config(**{k: v for k, v in vars(args).items() if k in fields})

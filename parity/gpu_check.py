@@ -1,0 +1,158 @@
+"""python -m parity.gpu_check --out report.json: the GPU checks of the project in one command, one JSON report.
+
+Sections, each written to the report as soon as it ends (a run cut short keeps what it finished):
+- parity: every registry network, torch and Flax on the device, each judged against the float64 referee;
+- gradient_diagnosis: VGG-19's gradient (and that of any network whose check failed) taken apart: per-tensor
+  distances of each side from float64, near-kinks at growing gaps, the same check in float64 on the device,
+  and Flax's gradient on the CPU;
+- bench: python -m train.bench's rows (torch eager and torch.compile on the same device, notebooks' loops);
+- one_epoch_99: ONE_EPOCH_RECIPE from three initialisation seeds;
+- fast_start: `python -m train.mnist --recipe one_epoch_99` twice with an empty compilation cache (cold, warm):
+  wall seconds, seconds from process start to the epoch line, compile seconds, accuracy.
+
+About 6 minutes on one H100. On a machine without a GPU it checks the same on the CPU; --quick trims every
+section to a smoke test (for trying the command itself). The MNIST files: --data-dir, else $JAXCNN_DATA_DIR,
+else data/mnist in the repository (git-ignored: copy them there to carry them to a bare machine).
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import jax
+
+import jaxcnn
+from parity import convert, device, suite, training
+from parity.__main__ import versions
+from train import bench
+from train import data as data_lib
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parity_section(where, models: list[str]) -> dict:
+    rows = []
+    for name in models:
+        start = time.perf_counter()
+        row = suite.check_model(name, 0, where)
+        rows.append(dataclasses.asdict(row) | {"ok": row.ok, "seconds": time.perf_counter() - start})
+    return {"rows": rows, "failed": [r["model"] for r in rows if not r["ok"]]}
+
+
+def gradient_diagnosis(where, name: str, seed: int = 0) -> dict:
+    """Which side departs from float64 in `name`'s gradient check, and why (see module docstring)."""
+    def run(on, double=False):
+        with device.placed(on):
+            settings = dict(suite.GRADIENT_SETTINGS.get(name, {}))
+            size = settings.pop("size", suite.AGNOSTIC_SIZE)
+            module, model = suite.random_original(name, seed, **settings)
+            module.to(on.torch)
+            shape = suite.input_shape(model, 2 if model.fixed_size else 1, size)
+            x = suite.kink_free_input(module, name, shape, seed)
+            targets = training.targets_for(name, module, x, seed)
+            variables = convert.torch_to_flax(module, model, x)
+            report = training.compare_gradients(module, model, variables, x, targets, training.loss_kind(name),
+                                                double=double)
+            kinks = {f"{gap:.0e}": training.near_kinks(module, x, gap=gap) for gap in (1e-6, 1e-5, 1e-4, 1e-3)}
+        worst = sorted(report.verdicts.items(), key=lambda kv: -kv[1].flax_torch)[:8]
+        return {"verdict": dataclasses.asdict(report.verdict), "ok": report.verdict.ok,
+                "loss": [report.loss_torch, report.loss_flax, report.loss_float64],
+                "worst_tensors": {k: dataclasses.asdict(v) for k, v in worst}, "near_kinks": kinks}
+
+    result = {"on_device": run(where), "on_device_float64": run(where, double=True)}
+    if where.name != "cpu":
+        result["on_cpu"] = run(device.resolve("cpu"))
+    return result
+
+
+def bench_section(dataset, quick: bool) -> dict:
+    if quick:
+        return bench.benchmark(dataset.subset(2000, 500), steps=5, repeats=1, with_compile=False, time_to_99=False,
+                               notebook_steps=5)
+    return bench.benchmark(dataset, steps=300, repeats=3, with_compile=True, time_to_99=False, notebook_steps=300)
+
+
+def one_epoch_section(dataset, quick: bool) -> dict:
+    return bench.one_epoch_99(dataset.subset(2000, 500) if quick else dataset, seeds=(0,) if quick else (0, 1, 2))
+
+
+def fast_start_section(data_dir: str, out: Path, quick: bool) -> dict:
+    """Two identical train.mnist runs of the one-epoch recipe sharing an emptied compilation cache."""
+    cache = out / "compile_cache"
+    subprocess.run(["rm", "-rf", str(cache)], check=True)
+    env = os.environ | {"JAX_COMPILATION_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    runs = {}
+    for label in ("cold", "warm"):
+        run_dir = out / f"fast_start_{label}"
+        args = [sys.executable, "-m", "train.mnist", "--recipe", "one_epoch_99", "--data-dir", data_dir,
+                "--out", str(run_dir), "--no-progress"] + (["--train-subset", "2000"] if quick else [])
+        start = time.perf_counter()
+        done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        wall = time.perf_counter() - start
+        if done.returncode:
+            runs[label] = {"error": done.stderr[-2000:]}
+            continue
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        runs[label] = {"wall_seconds": wall, "seconds_since_start_at_epoch_1": metrics["epochs"][0]["seconds_since_start"],
+                       "test_accuracy": metrics["final"]["test_accuracy"]} | {
+            k: metrics["final"][k] for k in ("train_seconds", "train_compile_seconds", "eval_compile_seconds",
+                                             "init_seconds")}
+    return runs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m parity.gpu_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="the JSON report (its folder also holds the runs)")
+    parser.add_argument("--data-dir", help="the four MNIST IDX .gz files")
+    parser.add_argument("--device", choices=["cpu", "gpu"], help="default: the GPU when both frameworks see one")
+    parser.add_argument("--quick", action="store_true", help="a smoke test of every section (minutes on a CPU)")
+    parser.add_argument("--sections", nargs="*", help="only these sections")
+    args = parser.parse_args(argv)
+
+    device.deterministic_xla()  # before JAX starts its backends (imports do not start them)
+
+    data_dir = args.data_dir or os.environ.get(data_lib.DATA_DIR_ENV) or str(REPO / "data" / "mnist")
+    where = device.resolve(args.device or device.default())
+    out = Path(args.out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"device": where.name, "device_name": where.describe(), "versions": versions(), "quick": args.quick,
+              "sections": {}, "errors": {}, "seconds": {}}
+
+    def save():
+        out.write_text(json.dumps(report, indent=2, default=float))
+
+    models = ["lenet5_mnist", "mnist_cnn", "vgg19"] if args.quick else jaxcnn.list_models()
+    dataset = data_lib.load("mnist", data_dir)
+    sections = {
+        "parity": lambda: parity_section(where, models),
+        "gradient_diagnosis": lambda: {name: gradient_diagnosis(where, name) for name in sorted(
+            {"vgg19"} | set(report["sections"].get("parity", {}).get("failed", [])))},
+        "bench": lambda: bench_section(dataset, args.quick),
+        "one_epoch_99": lambda: one_epoch_section(dataset, args.quick),
+        "fast_start": lambda: fast_start_section(data_dir, out.parent, args.quick),
+    }
+    for name, run in sections.items():
+        if args.sections and name not in args.sections:
+            continue
+        start = time.perf_counter()
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        try:
+            report["sections"][name] = run()
+        except Exception:  # a failed section is reported, and the others still run
+            report["errors"][name] = traceback.format_exc()[-4000:]
+        report["seconds"][name] = time.perf_counter() - start
+        save()
+    jax.clear_caches()
+    print(f"report: {out}; errors in {sorted(report['errors']) or 'none'}")
+    return 1 if report["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
