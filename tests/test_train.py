@@ -18,7 +18,7 @@ from train import data, mnist
 from train import recipes as train_recipes
 from train.checkpoint import Checkpoints
 from train.optimizers import create_optimizer, learning_rate, torch_adam, torch_sgd
-from train.step import CPU_MICRO_BATCHES, Trainer, epoch_order, init_state, runs_xla_convolutions
+from train.step import CPU_MICRO_BATCHES, Trainer, cross_entropy, epoch_order, init_state, runs_xla_convolutions
 
 # The real files: $JAXCNN_DATA_DIR, else ../shared/data/mnist beside the repository (never copied into it).
 MNIST_DIR = Path(os.environ.get(data.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
@@ -309,3 +309,14 @@ def test_onecycle_learning_rate_peaks_after_warmup_and_anneals():
     params = {"w": jnp.ones(3)}
     updates, _ = tx.update({"w": jnp.full(3, 0.5)}, tx.init(params), params)
     np.testing.assert_allclose(updates["w"], -3e-3 / 25, rtol=1e-5)
+
+
+def test_label_smoothing_is_torchs():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(6, 10)), rng.integers(0, 10, 6)
+    for smoothing in (0.0, 0.1):
+        theirs = torch.nn.CrossEntropyLoss(label_smoothing=smoothing, reduction="none")(
+            torch.from_numpy(logits), torch.from_numpy(labels))
+        with jax.enable_x64(True):
+            ours = cross_entropy(jnp.asarray(logits), jnp.asarray(labels), smoothing)
+        np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-12)

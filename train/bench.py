@@ -130,10 +130,11 @@ def notebook_epoch_seconds(name: str, dataset: data_lib.Dataset, steps: int, dev
 
 
 def _fast_trainer(recipe: dict, steps_per_epoch: int):
-    model, _ = build_model(recipe["model"], "torch")
+    model, _ = build_model(recipe["model"], recipe.get("init", "torch"))
     lr = learning_rate(recipe["lr"], recipe["schedule"], recipe["epochs"] * steps_per_epoch, recipe["warmup_fraction"])
     tx = create_optimizer(recipe["optimizer"], lr)
-    return model, tx, Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1])
+    return model, tx, Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1],
+                              label_smoothing=recipe.get("label_smoothing", 0.0))
 
 
 def time_to_accuracy(dataset: data_lib.Dataset, recipe: dict | None = None, target: float = 0.99,

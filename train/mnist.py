@@ -28,7 +28,7 @@ from train.step import Trainer, epoch_order
 
 RECIPES = recipes.NOTEBOOK
 RESUME_MUST_MATCH = ("model", "dataset", "optimizer", "batch_size", "preprocess", "seed", "train_subset", "schedule",
-                     "warmup_fraction")
+                     "warmup_fraction", "label_smoothing")
 
 
 class TrainingError(RuntimeError):
@@ -50,6 +50,7 @@ class Config:
     weight_decay: float = 0.0
     schedule: str | None = None  # 'constant' (lr throughout) or 'onecycle' (lr the peak); see train.recipes
     warmup_fraction: float | None = None
+    label_smoothing: float | None = None  # torch's CrossEntropyLoss(label_smoothing=...), training loss only
     preprocess: str | None = None
     seed: int = 0
     init: str = "torch"
@@ -64,7 +65,7 @@ class Config:
     compile_cache: str | None = None  # a directory for the persistent XLA compilation cache; None: off
 
     def __post_init__(self):
-        recipe = recipes.for_model(self.model) | dict(schedule="constant", warmup_fraction=0.25)
+        recipe = recipes.for_model(self.model) | dict(schedule="constant", warmup_fraction=0.25, label_smoothing=0.0)
         for key, value in recipe.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -107,7 +108,8 @@ def run(config: Config) -> dict:
     lr = learning_rate(config.lr, config.schedule, config.epochs * steps_per_epoch, config.warmup_fraction)
     tx = create_optimizer(config.optimizer, lr, config.weight_decay)
     devices = jax.devices()[: config.devices] if config.devices else None
-    trainer = Trainer(model, tx, config.preprocess, config.parallel, config.loop, devices=devices)
+    trainer = Trainer(model, tx, config.preprocess, config.parallel, config.loop, devices=devices,
+                      label_smoothing=config.label_smoothing)
     if config.batch_size % trainer.num_devices:
         raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {trainer.num_devices} devices")
 
@@ -241,6 +243,7 @@ def parse_args(argv=None) -> Config:
     p.add_argument("--weight-decay", type=float, default=0.0, help="torch's meaning for the optimizer chosen")
     p.add_argument("--schedule", choices=SCHEDULES, help="constant lr (default) or one-cycle with --lr its peak")
     p.add_argument("--warmup-fraction", type=float, help="one-cycle: the share of steps warming up (default 0.25)")
+    p.add_argument("--label-smoothing", type=float, help="as torch's CrossEntropyLoss(label_smoothing=...) (default 0)")
     p.add_argument("--preprocess", choices=["raw", "normalize"], help="raw 0..255 or Normalize(0.5, 0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", choices=["torch", "flax"], default="torch",
@@ -269,6 +272,8 @@ def parse_args(argv=None) -> Config:
         p.error("--lr must be > 0")
     if args.warmup_fraction is not None and not 0 < args.warmup_fraction < 1:
         p.error("--warmup-fraction must be between 0 and 1")
+    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
+        p.error("--label-smoothing must be in [0, 1)")
     for key, value in (recipes.named(args.recipe) if args.recipe else {}).items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -20,9 +20,12 @@ NAMED = {
     # seeds 0, 1, 2 pass 99% after epochs 3, 3, 2 (99.26, 99.27, 99.09%).
     "fast_99": dict(model="mnist_cnn", preprocess="normalize", optimizer="adam", schedule="onecycle", lr=4e-3,
                     warmup_fraction=0.25, batch_size=128, epochs=3),
-    # The same network and optimizer, batch 32, one epoch: PLACEHOLDER
-    "one_epoch_99": dict(model="mnist_cnn", preprocess="normalize", optimizer="adam", schedule="onecycle", lr=3e-3,
-                         warmup_fraction=0.25, batch_size=32, epochs=1),
+    # The same network, one epoch: Adam one-cycle peaking at 5e-3, batch 64 (notebook 004's), and label smoothing
+    # 0.1 (torch: CrossEntropyLoss(label_smoothing=0.1)). Seeds 0, 1, 2: 99.10, 99.16, 99.12% after the epoch.
+    # Without label smoothing this network ends its one epoch at 98.84-99.00% (peaks 2e-3..5e-3, batches
+    # 16..64, torch or LeCun init); batch 128 with peak 6e-3 reached 99.02% (seed 0): too close.
+    "one_epoch_99": dict(model="mnist_cnn", preprocess="normalize", optimizer="adam", schedule="onecycle", lr=5e-3,
+                         warmup_fraction=0.25, batch_size=64, epochs=1, label_smoothing=0.1),
 }
 
 

@@ -41,8 +41,12 @@ class TrainState:
     opt_state: Any
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example cross-entropy (torch's CrossEntropyLoss before its mean)."""
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Per-example cross-entropy: torch's CrossEntropyLoss(label_smoothing=...) before its mean (the target
+    (1 - label_smoothing) on the label plus label_smoothing / classes on every class)."""
+    if label_smoothing:
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype), label_smoothing)
+        return optax.softmax_cross_entropy(logits, targets)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
@@ -63,7 +67,7 @@ def seeded_state(model: nn.Module, tx: optax.GradientTransformation, seed: jax.A
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, preprocess: str,
-                    axis_name: str | None = None, micro_batches: int = 1) -> Callable:
+                    axis_name: str | None = None, micro_batches: int = 1, label_smoothing: float = 0.0) -> Callable:
     """(state, images_u8, labels, indices, key) -> (state, loss): one step on images[indices].
 
     With axis_name (pmap), gradients, loss and batch statistics are averaged over that axis.
@@ -77,7 +81,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, preproce
     def split_gradients(params, x, y, dropout_key):
         def part_loss(params, x, y, key):
             logits = model.apply({"params": params}, x, train=True, rngs={"dropout": key})
-            return cross_entropy(logits, y).sum()
+            return cross_entropy(logits, y, label_smoothing).sum()
 
         parts = [jax.value_and_grad(part_loss)(params, xs, ys, jax.random.fold_in(dropout_key, i))
                  for i, (xs, ys) in enumerate(zip(jnp.split(x, micro_batches), jnp.split(y, micro_batches)))]
@@ -95,7 +99,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, preproce
         def loss_fn(params):
             logits, new = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
                                       mutable=["batch_stats"], rngs={"dropout": dropout_key})
-            return cross_entropy(logits, y).mean(), new.get("batch_stats", state.batch_stats)
+            return cross_entropy(logits, y, label_smoothing).mean(), new.get("batch_stats", state.batch_stats)
 
         if micro_batches > 1 and not state.batch_stats and x.shape[0] % micro_batches == 0:
             (loss, grads), batch_stats = split_gradients(state.params, x, y, dropout_key), state.batch_stats
@@ -168,6 +172,7 @@ class Trainer:
     chunk: int = 100
     devices: list | None = None
     micro_batches: int | None = None
+    label_smoothing: float = 0.0  # of the training loss (evaluation reports plain cross-entropy)
 
     def __post_init__(self):
         if self.parallel not in ("sharding", "pmap"):
@@ -185,7 +190,8 @@ class Trainer:
         if self.micro_batches is None:
             self.micro_batches = CPU_MICRO_BATCHES if slow_convolutions and len(self.devices) == 1 else 1
         step = make_train_step(self.model, self.tx, self.preprocess,
-                               axis_name="data" if self.parallel == "pmap" else None, micro_batches=self.micro_batches)
+                               axis_name="data" if self.parallel == "pmap" else None, micro_batches=self.micro_batches,
+                               label_smoothing=self.label_smoothing)
         evaluate = make_eval(self.model, self.preprocess)
         if self.parallel == "pmap":
             self._step = jax.pmap(step, axis_name="data", devices=self.devices, donate_argnums=0)
