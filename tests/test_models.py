@@ -86,6 +86,21 @@ def test_kwargs_change_the_configuration(name):
     assert y.shape[-1] == 7
 
 
+@pytest.mark.parametrize("name,affine_without_act", [("lenet5_mnist", True), ("cnn_bn_dropout", True),
+                                                     ("mnist_cnn", False)])  # mnist_cnn: max-pools
+def test_act_kwarg_swaps_the_nonlinearity_and_nothing_else(name, affine_without_act):
+    model = jaxcnn.create_model(name)
+    swapped = jaxcnn.create_model(name, act=jax.nn.gelu)
+    x = jax.random.normal(jax.random.key(1), (2, *model.input_shape))
+    variables = model.init(jax.random.key(0), x)
+    assert jax.tree_util.tree_structure(swapped.init(jax.random.key(0), x)) == jax.tree_util.tree_structure(variables)
+    assert not np.allclose(model.apply(variables, x), swapped.apply(variables, x))
+    if affine_without_act:  # every nonlinearity goes through `act`: without it the network is affine in x
+        identity = jaxcnn.create_model(name, act=lambda a: a)
+        a, b = identity.apply(variables, x[:1]), identity.apply(variables, x[1:])
+        np.testing.assert_allclose(identity.apply(variables, (x[:1] + x[1:]) / 2), (a + b) / 2, rtol=1e-4, atol=1e-4)
+
+
 def test_input_size_kwarg_resizes_the_first_linear():
     model = jaxcnn.create_model("lenet5_mnist", input_size=32)
     assert model.input_shape == (32, 32, 1)
