@@ -108,6 +108,17 @@ def compare_arrays(y_torch: Any, y_flax: Any, y_float64: Any, rtol: float = 1e-5
     return Comparison(tuple(a.shape), tuple(b.shape), verdict)
 
 
+def compare_layer(torch_layer: torch.nn.Module, flax_layer: nn.Module, variables: Any, x_nchw: Any,
+                  rtol: float = 1e-5) -> Comparison:
+    """A torch layer and its jaxcnn twin (`variables` converted from it; {} for pools) on one NCHW input,
+    judged against the torch layer in float64."""
+    x = to_numpy(x_nchw) if isinstance(x_nchw, torch.Tensor) else np.asarray(x_nchw)
+    with torch.no_grad():
+        y_torch = torch_layer(to_torch(x.astype(np.float32)))
+        y_float64 = referee.float64_copy(torch_layer)(to_torch(x.astype(np.float64)))
+    return compare_arrays(y_torch, flax_layer.apply(variables, to_nhwc(x.astype(np.float32))), y_float64, rtol)
+
+
 def compare_outputs(module: torch.nn.Module, model: nn.Module, variables: Any, x_nchw: Any,
                     rtol: float = 1e-5) -> Comparison:
     """Inference outputs of both (torch in eval mode on its module's device, Flax with train=False on JAX's

@@ -112,10 +112,8 @@ def test_stride_padding_demo_of_notebook_000(stride, padding, size):
 
 def _torch_pair(torch_layer, flax_layer, x_nchw):
     """Outputs of a torch layer and the same-config jaxcnn layer with converted weights."""
-    variables = convert.torch_to_flax(torch_layer, flax_layer, x_nchw.shape)
-    with torch.no_grad():
-        y_torch = torch_layer(x_nchw)
-    return check.compare_arrays(y_torch, flax_layer.apply(variables, check.to_nhwc(x_nchw)))
+    return check.compare_layer(torch_layer, flax_layer, convert.torch_to_flax(torch_layer, flax_layer, x_nchw.shape),
+                               x_nchw)
 
 
 @pytest.mark.parametrize("torch_layer,flax_layer,x_shape,out_shape", [
@@ -169,8 +167,7 @@ def test_conv_configurations_equal_torch(make):
 ])
 def test_pool_configurations_equal_torch(torch_pool, flax_pool):
     x = torch.randn((2, 3, 11, 11)) if not isinstance(torch_pool, torch.nn.MaxPool1d) else torch.randn(2, 3, 11)
-    with torch.no_grad():
-        result = check.compare_arrays(torch_pool(x), flax_pool.apply({}, check.to_nhwc(x)))
+    result = check.compare_layer(torch_pool, flax_pool, {}, x)
     assert result.ok, result
 
 

@@ -55,12 +55,10 @@ def test_random_convolutions_equal_torch(config, seed, implementation):
     banded_applies = dims == 2 and kwargs["groups"] == 1  # both implementations of a 2-D conv are checked
     flax_layer = FLAX_CONV[dims](**kwargs, implementation=implementation if banded_applies else "xla")
     x = torch.randn(2, kwargs["in_channels"], *size)
+    variables = convert.torch_to_flax(torch_layer, flax_layer, x.shape)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Using padding='same'")
-        with torch.no_grad():
-            y_torch = torch_layer(x)
-    variables = convert.torch_to_flax(torch_layer, flax_layer, x.shape)
-    result = check.compare_arrays(y_torch, flax_layer.apply(variables, check.to_nhwc(x)))
+        result = check.compare_layer(torch_layer, flax_layer, variables, x)
     assert result.ok, (kwargs, size, result)
 
 
@@ -89,7 +87,7 @@ def test_random_pools_equal_torch(config, seed):
     torch_pool = getattr(torch.nn, f"{kind.capitalize()}Pool{dims}d")(**kwargs)
     flax_pool = layers.MaxPool(**kwargs) if kind == "max" else layers.AvgPool(**kwargs)
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32))
-    result = check.compare_arrays(torch_pool(x), flax_pool.apply({}, check.to_nhwc(x)))
+    result = check.compare_layer(torch_pool, flax_pool, {}, x)
     assert result.ok, (kind, kwargs, size, result)
 
 
@@ -98,6 +96,6 @@ def test_random_pools_equal_torch(config, seed):
        st.integers(0, 2 ** 16))
 def test_random_adaptive_average_pools_equal_torch(size, output_size, seed):
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32))
-    torch_out = torch.nn.AdaptiveAvgPool2d(tuple(output_size))(x)
-    result = check.compare_arrays(torch_out, layers.AdaptiveAvgPool(tuple(output_size)).apply({}, check.to_nhwc(x)))
+    result = check.compare_layer(torch.nn.AdaptiveAvgPool2d(tuple(output_size)), layers.AdaptiveAvgPool(tuple(output_size)),
+                                 {}, x)
     assert result.ok, (size, output_size, result)
