@@ -22,6 +22,7 @@ class AlexNet(CourseNet):
     input_size: InputSize = 224  # the example size: AdaptiveAvgPool takes any H, W >= 63
     dropout: float = 0.5
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.relu
     fixed_size = False
 
@@ -31,7 +32,7 @@ class AlexNet(CourseNet):
         channels = self.in_channels
         for index, out, kernel, stride, padding, pool in _CONVS:
             x = Conv2d(channels, out, kernel, stride, padding, weight_init=self.weight_init,
-                       name=f"features_{index}")(x)
+                       implementation=self.conv_implementation, name=f"features_{index}")(x)
             x = self.act(x)
             if pool is not None:
                 x = MaxPool(3, 2, name=f"features_{pool}")(x)

@@ -25,10 +25,12 @@ class TwoConvNet(CourseNet):
     num_classes: int = 2
     input_size: InputSize = 5
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        conv = functools.partial(Conv2d, kernel_size=3, padding=1, weight_init=self.weight_init)
+        conv = functools.partial(Conv2d, kernel_size=3, padding=1, weight_init=self.weight_init,
+                                 implementation=self.conv_implementation)
         x = self.check_input(x)
         x = conv(self.in_channels, 16, name="conv_layers_0")(x)
         x = conv(16, 32, name="conv_layers_1")(x)
@@ -46,14 +48,17 @@ class ConvReluConv(CourseNet):
     out_channels: int = 64
     input_size: InputSize = 28  # only the example size: the network takes any H, W >= 5
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.relu
     fixed_size = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = self.act(Conv2d(self.in_channels, 32, 3, weight_init=self.weight_init, name="conv_1")(x))
-        return Conv2d(32, self.out_channels, 3, weight_init=self.weight_init, name="conv_2")(x)
+        x = self.act(Conv2d(self.in_channels, 32, 3, weight_init=self.weight_init,
+            implementation=self.conv_implementation, name="conv_1")(x))
+        return Conv2d(32, self.out_channels, 3, weight_init=self.weight_init, implementation=self.conv_implementation,
+                      name="conv_2")(x)
 
 
 @register_model("cnn_basic")
@@ -65,13 +70,15 @@ class CNNBasic(CourseNet):
     num_classes: int = 5
     input_size: InputSize = 28
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = self.act(Conv2d(self.in_channels, 32, 3, weight_init=self.weight_init, name="conv_1")(x))
-        x = Conv2d(32, 64, 3, weight_init=self.weight_init, name="conv_2")(x)
+        x = self.act(Conv2d(self.in_channels, 32, 3, weight_init=self.weight_init,
+            implementation=self.conv_implementation, name="conv_1")(x))
+        x = Conv2d(32, 64, 3, weight_init=self.weight_init, implementation=self.conv_implementation, name="conv_2")(x)
         x = Flatten(name="flatten")(x)
         h, w = conv_output_size(conv_output_size(hw(self.input_size), 3), 3)
         x = self.act(Linear(64 * h * w, 128, weight_init=self.weight_init, name="layer_1")(x))
@@ -89,14 +96,17 @@ class CNNBatchNormDropout(CourseNet):
     input_size: InputSize = 28
     dropout: float = 0.5
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = Conv2d(self.in_channels, 32, 3, bias=False, weight_init=self.weight_init, name="conv_0")(x)
+        x = Conv2d(self.in_channels, 32, 3, bias=False, weight_init=self.weight_init,
+            implementation=self.conv_implementation, name="conv_0")(x)
         x = self.act(BatchNorm(32, name="conv_1")(x, train))
-        x = Conv2d(32, 64, 3, bias=False, weight_init=self.weight_init, name="conv_3")(x)
+        x = Conv2d(32, 64, 3, bias=False, weight_init=self.weight_init, implementation=self.conv_implementation,
+                   name="conv_3")(x)
         x = self.act(BatchNorm(64, name="conv_4")(x, train))
         x = Flatten(name="flatten")(x)
         h, w = conv_output_size(conv_output_size(hw(self.input_size), 3), 3)
@@ -115,14 +125,17 @@ class MnistCNN(CourseNet):
     num_classes: int = 10
     input_size: InputSize = 28
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = Conv2d(self.in_channels, 32, 3, padding=1, weight_init=self.weight_init, name="conv_stack_0")(x)
+        x = Conv2d(self.in_channels, 32, 3, padding=1, weight_init=self.weight_init,
+            implementation=self.conv_implementation, name="conv_stack_0")(x)
         x = self.act(MaxPool(2, name="conv_stack_1")(x))
-        x = Conv2d(32, 32, 3, padding=1, weight_init=self.weight_init, name="conv_stack_3")(x)
+        x = Conv2d(32, 32, 3, padding=1, weight_init=self.weight_init, implementation=self.conv_implementation,
+                   name="conv_stack_3")(x)
         x = self.act(MaxPool(2, name="conv_stack_4")(x))
         x = Flatten(name="conv_stack_6")(x)
         h, w = pool_output_size(pool_output_size(hw(self.input_size), 2), 2)
@@ -140,12 +153,14 @@ class CifarConvMLP(CourseNet):
     num_classes: int = 10
     input_size: InputSize = 32
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = self.act(Conv2d(self.in_channels, 6, 3, weight_init=self.weight_init, name="layers_0")(x))
+        x = self.act(Conv2d(self.in_channels, 6, 3, weight_init=self.weight_init,
+            implementation=self.conv_implementation, name="layers_0")(x))
         x = Flatten(name="layers_2")(x)
         h, w = conv_output_size(hw(self.input_size), 3)
         x = self.act(Linear(6 * h * w, 100, weight_init=self.weight_init, name="layers_3")(x))
@@ -162,6 +177,7 @@ class SunRegressor(CourseNet):
     num_classes: int = 2
     input_size: InputSize = 256
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.relu
 
     @nn.compact
@@ -169,7 +185,8 @@ class SunRegressor(CourseNet):
         x = self.check_input(x)
         size = hw(self.input_size)
         for index, (cin, cout) in zip((0, 3, 6), ((self.in_channels, 32), (32, 8), (8, 4))):
-            x = self.act(Conv2d(cin, cout, 3, padding="same", weight_init=self.weight_init, name=f"layers_{index}")(x))
+            x = self.act(Conv2d(cin, cout, 3, padding="same", weight_init=self.weight_init,
+                implementation=self.conv_implementation, name=f"layers_{index}")(x))
             x = MaxPool(2, name=f"layers_{index + 2}")(x)
             size = pool_output_size(size, 2)
         x = Flatten(name="layers_9")(x)

@@ -1,5 +1,7 @@
 """LeNet-5 as notebook 002 trains it on MNIST, and the classic 32x32 one of notebook 004."""
 
+import functools
+
 import jax
 from flax import linen as nn
 
@@ -25,13 +27,15 @@ class LeNet5(CourseNet):
     num_classes: int = 10
     input_size: InputSize = 28
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.tanh
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = AvgPool(2, 2, name="pool1")(self.act(Conv2d(self.in_channels, 6, 5, padding=2, weight_init=self.weight_init, name="conv1")(x)))
-        x = AvgPool(2, 2, name="pool2")(self.act(Conv2d(6, 16, 5, weight_init=self.weight_init, name="conv2")(x)))
+        conv = functools.partial(Conv2d, weight_init=self.weight_init, implementation=self.conv_implementation)
+        x = AvgPool(2, 2, name="pool1")(self.act(conv(self.in_channels, 6, 5, padding=2, name="conv1")(x)))
+        x = AvgPool(2, 2, name="pool2")(self.act(conv(6, 16, 5, name="conv2")(x)))
         x = Flatten(name="view")(x)
         x = self.act(Linear(_lenet_features(self.input_size, 2), 120, weight_init=self.weight_init, name="fc1")(x))
         x = self.act(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
@@ -48,13 +52,15 @@ class LeNet5Classic(CourseNet):
     num_classes: int = 10
     input_size: InputSize = 32
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.sigmoid
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_input(x)
-        x = AvgPool(2)(self.act(Conv2d(self.in_channels, 6, 5, weight_init=self.weight_init, name="conv1")(x)))
-        x = AvgPool(2)(self.act(Conv2d(6, 16, 5, weight_init=self.weight_init, name="conv2")(x)))
+        conv = functools.partial(Conv2d, weight_init=self.weight_init, implementation=self.conv_implementation)
+        x = AvgPool(2)(self.act(conv(self.in_channels, 6, 5, name="conv1")(x)))
+        x = AvgPool(2)(self.act(conv(6, 16, 5, name="conv2")(x)))
         x = Flatten()(x)
         x = self.act(Linear(_lenet_features(self.input_size, 0), 120, weight_init=self.weight_init, name="fc1")(x))
         x = self.act(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))

@@ -28,6 +28,7 @@ class VGG(CourseNet):
     input_size: InputSize = 224  # the example size: AdaptiveAvgPool takes any H, W >= 32
     dropout: float = 0.5
     weight_init: str = "torch"
+    conv_implementation: str = "auto"  # of every convolution: "auto", "xla" or "banded" (jaxcnn.layers)
     act: Activation = nn.relu
     fixed_size = False
 
@@ -40,7 +41,8 @@ class VGG(CourseNet):
                 x = MaxPool(2, 2, name=f"features_{index}")(x)
                 index += 1
                 continue
-            x = Conv2d(channels, v, 3, padding=1, weight_init=self.weight_init, name=f"features_{index}")(x)
+            x = Conv2d(channels, v, 3, padding=1, weight_init=self.weight_init,
+                implementation=self.conv_implementation, name=f"features_{index}")(x)
             if self.batch_norm:
                 x = BatchNorm(v, name=f"features_{index + 1}")(x, train)
             x = self.act(x)

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jaxcnn.vgg import CONFIGS
 from parity import torchvision_models
 
 TORCH_MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -254,7 +253,7 @@ def sun_regressor(in_channels=3, num_classes=2, input_size=256):
 
 TORCH_MODELS["cifar_conv_mlp"] = cifar_conv_mlp
 TORCH_MODELS["sun_regressor"] = sun_regressor
-for _config in CONFIGS:
+for _config in torchvision_models.CONFIGS:
     TORCH_MODELS[_config] = functools.partial(torchvision_models.vgg, _config, False)
     TORCH_MODELS[_config + "_bn"] = functools.partial(torchvision_models.vgg, _config, True)
 TORCH_MODELS["alexnet"] = torchvision_models.AlexNet

@@ -7,8 +7,12 @@ state_dict file loads into them with strict=True.
 import torch
 from torch import nn
 
-from jaxcnn.vgg import CONFIGS
-
+# torchvision.models.vgg's `cfgs`, transcribed here (not read from jaxcnn: a wrong entry in jaxcnn's table must
+# fail the parity checks, not be copied into its own twin). "D" is VGG-16, "E" VGG-19.
+CONFIGS = {
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
 
 class VGG(nn.Module):
     def __init__(self, features: nn.Module, num_classes: int = 1000, init_weights: bool = True,

@@ -6,9 +6,38 @@ os.environ["XLA_FLAGS"] = " ".join(
     f for f in (os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8") if f)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from pathlib import Path  # noqa: E402
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+from train import data  # noqa: E402
+
+# The real MNIST files: $JAXCNN_DATA_DIR, else ../shared/data/mnist beside the repository (never copied into it).
+MNIST_DIR = Path(os.environ.get(data.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+MNIST_MISSING = (f"the four MNIST IDX .gz files are not in {MNIST_DIR}: set ${data.DATA_DIR_ENV} to their folder "
+                 "(tests marked `mnist` need them)")
+
+
+def mnist_available() -> bool:
+    return all((MNIST_DIR / name).is_file() for name in data.FILES.values())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `mnist` are skipped, with the reason, where the real files are absent."""
+    if mnist_available():
+        return
+    for item in items:
+        if "mnist" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=MNIST_MISSING))
+
+
+@pytest.fixture(scope="session")
+def mnist_data() -> data.Dataset:
+    if not mnist_available():
+        pytest.skip(MNIST_MISSING)
+    return data.load_idx(MNIST_DIR)
 
 
 @pytest.fixture

@@ -5,6 +5,11 @@ PARAMS = {
     "lenet5_mnist": 61_706, "lenet5_classic": 61_706, "mnist_cnn": 167_478, "cifar_conv_mlp": 541_278,
     "sun_regressor": 528_174,
 }
+# The torchvision networks, as torchvision's model documentation counts them.
+TORCHVISION_PARAMS = {
+    "alexnet": 61_100_840, "vgg16": 138_357_544, "vgg16_bn": 138_365_992, "vgg19": 143_667_240,
+    "vgg19_bn": 143_678_248,
+}
 
 # (input NCHW, output) of the spec's "input" and "output" columns.
 IO = {

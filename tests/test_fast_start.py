@@ -15,7 +15,7 @@ import jaxcnn
 from train import startup
 from train.optimizers import create_optimizer
 from train.step import Trainer, seeded_state
-from tests.test_train import MNIST_DIR
+from tests.conftest import MNIST_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 FINISHED = re.compile(r"Finished XLA compilation of (\S+)")
@@ -58,6 +58,8 @@ def _train(tmp_path: Path, run: str, *flags: str) -> str:
     return done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.mnist
 def test_second_identical_run_loads_every_program_from_the_cache(tmp_path):
     first = _train(tmp_path, "first")
     compiled = FINISHED.findall(first)
@@ -68,6 +70,7 @@ def test_second_identical_run_loads_every_program_from_the_cache(tmp_path):
     assert sorted(HIT.findall(second)) == sorted(re.sub(r"jit\((\w+)\)", r"jit_\1", c) for c in compiled)
 
 
+@pytest.mark.mnist
 def test_no_compile_cache_keeps_nothing(tmp_path):
     log = _train(tmp_path, "run", "--no-compile-cache")
     assert FINISHED.findall(log) and not HIT.findall(log)

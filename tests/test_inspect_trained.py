@@ -10,9 +10,11 @@ from jaxcnn import inspect as tools
 from parity import check, convert, referee, saliency, torch_models
 from train import data, inspect, mnist
 from train.step import PREPROCESS
-from tests.test_train import MNIST_DIR
+from tests.conftest import MNIST_DIR
 
 IMAGES = 100
+
+pytestmark = [pytest.mark.slow, pytest.mark.mnist]  # trains mnist_cnn for one epoch
 
 
 @pytest.fixture(scope="module")

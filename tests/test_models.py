@@ -36,9 +36,7 @@ def test_parameter_count_equals_spec_and_torch(name):
     model = jaxcnn.create_model(name)
     ours = jaxcnn.summary(model).total_params
     torch_count = sum(p.numel() for p in torch_models.create(name).parameters())
-    assert ours == torch_count
-    if name in spec.PARAMS:
-        assert ours == spec.PARAMS[name]
+    assert ours == torch_count == (spec.PARAMS | spec.TORCHVISION_PARAMS)[name]
 
 
 @pytest.mark.parametrize("name", jaxcnn.list_models())

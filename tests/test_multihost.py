@@ -2,17 +2,22 @@
 process ends."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
-from tests.test_train import MNIST_DIR, restore_on_one_device
+from tests.conftest import MNIST_DIR
+from tests.test_train import restore_on_one_device
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.mnist]
 
 
 def _args(out: Path) -> list[str]:
@@ -25,21 +30,51 @@ def _env(devices: int) -> dict:
     return env | {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
 
-def test_two_processes_equal_one_process(tmp_path):
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def _two_processes(out: Path, logs: Path, attempts: int = 3, timeout: float = 300) -> list[str]:
+    """Runs the two-process training; returns each process's stdout. A process that fails stops its partner
+    at once (it would wait for it until the timeout). The probed port may be taken by someone else before the
+    coordinator binds it: then it tries again on another."""
+    for attempt in range(attempts):
+        port = _free_port()
+        files = [(logs / f"{attempt}-{i}.out", logs / f"{attempt}-{i}.err") for i in range(2)]
+        handles = [(stdout.open("w"), stderr.open("w")) for stdout, stderr in files]
+        procs = [subprocess.Popen(_args(out) + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                                                "--process-id", str(i)], env=_env(1), cwd=REPO,
+                                  stdout=stdout, stderr=stderr, text=True)
+                 for i, (stdout, stderr) in enumerate(handles)]
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in procs):
+            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
+                for p in procs:
+                    p.kill()
+                break
+            time.sleep(0.2)
+        for p, (stdout, stderr) in zip(procs, handles):
+            p.wait()
+            stdout.close()
+            stderr.close()
+        errors = [stderr.read_text() for _, stderr in files]
+        if all(p.returncode == 0 for p in procs):
+            return [stdout.read_text() for stdout, _ in files]
+        if not any("address already in use" in e.lower() for e in errors):
+            raise AssertionError("\n".join(e[-3000:] for e in errors))
+        shutil.rmtree(out, ignore_errors=True)
+    raise AssertionError(f"no free coordinator port in {attempts} attempts")
+
+
+def test_two_processes_equal_one_process(tmp_path):
     one = subprocess.run(_args(tmp_path / "one") + ["--devices", "2"], env=_env(2), cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    procs = [subprocess.Popen(_args(tmp_path / "two") + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                                                          "--process-id", str(i)],
-                              env=_env(1), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
-    assert "on 2 cpu device(s)" in outputs[0][0]
+    (tmp_path / "logs").mkdir()
+    outputs = _two_processes(tmp_path / "two", tmp_path / "logs")
+    assert "on 2 cpu device(s)" in outputs[0]
     (a, _), (b, _) = (restore_on_one_device(tmp_path / d, 1, "lenet5_mnist", "sgd", 0.01) for d in ("one", "two"))
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         assert np.max(np.abs(np.asarray(x, np.float64) - y)) <= 1e-5 * max(np.max(np.abs(x)), 1e-12)

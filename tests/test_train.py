@@ -1,8 +1,8 @@
 """train.mnist: data routes, data-parallel equivalence, checkpoints and resume, errors, export, trajectory."""
 
+import functools
 import gzip
 import json
-import os
 from pathlib import Path
 
 import jax
@@ -17,17 +17,9 @@ from parity import torch_models, trajectory
 from train import data, mnist
 from train import recipes as train_recipes
 from train.checkpoint import Checkpoints
+from tests.conftest import MNIST_DIR
 from train.optimizers import create_optimizer, learning_rate, torch_adam, torch_sgd
 from train.step import CPU_MICRO_BATCHES, Trainer, cross_entropy, epoch_order, init_state, runs_xla_convolutions
-
-# The real files: $JAXCNN_DATA_DIR, else ../shared/data/mnist beside the repository (never copied into it).
-MNIST_DIR = Path(os.environ.get(data.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
-
-
-@pytest.fixture(scope="module")
-def mnist_data() -> data.Dataset:
-    return data.load_idx(MNIST_DIR)
-
 
 def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
     header = magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
@@ -162,6 +154,8 @@ def test_run_writes_metrics_curves_checkpoints_and_torch_export(tmp_path, mnist_
     assert abs(torch_accuracy - metrics["final"]["test_accuracy"]) < 1e-9
 
 
+@pytest.mark.mnist
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
     full = tmp_path / "full"
     mnist.run(_config(tmp_path, epochs=2, out=str(full), model="cnn_bn_dropout"))
@@ -186,6 +180,7 @@ def restore_on_one_device(out, epoch, model_name, optimizer, lr=1e-3):
     return jax.tree_util.tree_map(np.asarray, state), meta
 
 
+@pytest.mark.mnist
 def test_nan_loss_stops_with_step_and_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
     mnist.run(_config(tmp_path, epochs=1))
     with pytest.raises(mnist.TrainingError, match=r"loss is nan at step \d+ of epoch 2 .*last good checkpoint"):
@@ -196,6 +191,7 @@ def test_nan_loss_stops_with_step_and_epoch_and_keeps_the_last_good_checkpoint(t
         mnist.run(_config(tmp_path, epochs=2, resume=True, optimizer="sgd"))
 
 
+@pytest.mark.mnist
 def test_cli_errors(tmp_path, capsys):
     assert mnist.main(["--model", "vgg16", "--data-dir", str(MNIST_DIR), "--out", str(tmp_path), "--no-compile-cache"]) == 1
     assert "does not take MNIST's 28x28x1 images" in capsys.readouterr().err
@@ -248,9 +244,11 @@ def test_loop_benchmark_runs_every_variant():
     for conv in ("auto", "xla"):
         results = loopbench.measure(steps=3, batch=8, conv=conv)
         assert len(results) == 6 and all(ms > 0 for ms in results.values())
-    assert jaxcnn.banded.MAX_CHANNELS == 16  # restored
+    lenet = functools.partial(jaxcnn.create_model, "lenet5_mnist")  # what --conv picks: a model argument
+    assert runs_xla_convolutions(lenet(conv_implementation="xla")) and not runs_xla_convolutions(lenet())
 
 
+@pytest.mark.slow
 def test_benchmark_harness_smoke(mnist_data):
     from train import bench
     results = bench.benchmark(mnist_data.subset(1000, 200), steps=3, repeats=1, with_compile=False, notebook_steps=4)

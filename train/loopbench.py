@@ -15,23 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcnn
-from jaxcnn import banded
 from train.optimizers import torch_adam
 from train.step import epoch_order, init_state, make_train_step
 
 
 def measure(steps: int = 120, batch: int = 100, conv: str = "auto") -> dict[str, float]:
-    """Milliseconds per step of each variant; conv 'auto' (banded on CPU) or 'xla'."""
-    max_channels = banded.MAX_CHANNELS
-    banded.MAX_CHANNELS = max_channels if conv == "auto" else 0  # 'auto' then never picks the banded dots
-    try:
-        return _measure(steps, batch)
-    finally:
-        banded.MAX_CHANNELS = max_channels
-
-
-def _measure(steps: int, batch: int) -> dict[str, float]:
-    model, tx = jaxcnn.create_model("lenet5_mnist"), torch_adam(1e-3)
+    """Milliseconds per step of each variant; conv 'auto' (banded on CPU) or 'xla' (LeNet-5's conv_implementation)."""
+    model, tx = jaxcnn.create_model("lenet5_mnist", conv_implementation=conv), torch_adam(1e-3)
     step = make_train_step(model, tx, "raw")
     rng = np.random.default_rng(0)
     n = steps * batch
