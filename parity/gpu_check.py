@@ -10,7 +10,7 @@ Sections, each written to the report as soon as it ends (a run cut short keeps w
 - fast_start: `python -m train.mnist --recipe one_epoch_99` twice with an empty compilation cache (cold, warm):
   wall seconds, seconds from process start to the epoch line, compile seconds, accuracy.
 
-About 6 minutes on one H100. On a machine without a GPU it checks the same on the CPU; --quick trims every
+Estimated at about 6 minutes on one H100 (not yet run on one). On a machine without a GPU it checks the same on the CPU; --quick trims every
 section to a smoke test (for trying the command itself). The MNIST files: --data-dir, else $JAXCNN_DATA_DIR,
 else data/mnist in the repository (git-ignored: copy them there to carry them to a bare machine).
 """
