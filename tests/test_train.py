@@ -90,17 +90,18 @@ def _run_steps(parallel, devices, steps=10, batch=32, model_name="mnist_cnn"):
     key = trainer.put_replicated(jax.random.PRNGKey(1))
     imgs, labs = trainer.put_replicated((images, labels))
     state, losses = trainer.train_steps(state, imgs, labs, epoch_order(0, 1, 512, batch)[:steps], key)
-    return trainer.unreplicate(state).params, trainer.host_losses(losses)
+    return trainer.unreplicate(state).params, trainer.host_losses(losses), trainer.evaluate(state, imgs, labs)
 
 
 @pytest.mark.parametrize("parallel", ["sharding", "pmap"])
 def test_data_parallel_over_8_devices_equals_one_device(parallel):
     assert len(jax.devices()) == 8
-    single, single_losses = _run_steps("sharding", jax.devices()[:1])
-    multi, multi_losses = _run_steps(parallel, jax.devices())
+    single, single_losses, single_eval = _run_steps("sharding", jax.devices()[:1])
+    multi, multi_losses, multi_eval = _run_steps(parallel, jax.devices())
     for a, b in zip(jax.tree_util.tree_leaves(single), jax.tree_util.tree_leaves(multi)):
         assert np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(a))
     np.testing.assert_allclose(multi_losses, single_losses, rtol=1e-5)
+    np.testing.assert_allclose(multi_eval, single_eval, rtol=1e-5)  # (mean loss, accuracy) over all 512 images
 
 
 def test_scan_loop_equals_step_loop():

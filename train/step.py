@@ -312,7 +312,8 @@ class Trainer:
 
     def evaluate(self, state, images, labels) -> tuple[float, float]:
         """(mean loss, accuracy) over the whole split."""
-        loss_sum, correct = self._eval(*self._eval_arguments(state, images, labels))
+        state, images, labels = self._eval_arguments(state, images, labels)
+        loss_sum, correct = self._eval(state, images, labels)
         n = labels.shape[0]
         return float(loss_sum) / n, float(correct) / n
 
