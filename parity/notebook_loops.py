@@ -90,7 +90,8 @@ def _trainer(name: str, device: torch.device, lr: float, compiled: bool = False)
     return module, step
 
 
-def _host_tensors(images: np.ndarray, labels: np.ndarray, preprocess: str) -> tuple[torch.Tensor, torch.Tensor]:
+def host_tensors(images: np.ndarray, labels: np.ndarray, preprocess: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """NHWC uint8 images and labels as torch tensors on the host: (N, 1, H, W) float32, preprocessed, and int64."""
     x = torch.from_numpy(np.array(images[..., 0])).unsqueeze(1).float()  # (N, 1, 28, 28); a writable copy
     if preprocess == "normalize":
         x = (x / 255.0 - 0.5) / 0.5
@@ -99,8 +100,8 @@ def _host_tensors(images: np.ndarray, labels: np.ndarray, preprocess: str) -> tu
 
 def tensor_loop(name: str, images: np.ndarray, labels: np.ndarray, preprocess: str, lr: float, batch_size: int,
                 device: torch.device, compiled: bool = False) -> TorchLoop:
-    """A function running the steps of an (steps, batch) index array on tensors resident on `device`."""
-    x, y = (t.to(device) for t in _host_tensors(images, labels, preprocess))
+    """The notebooks' step on tensors resident on `device` (the fastest torch trains eagerly, or compiled)."""
+    x, y = (t.to(device) for t in host_tensors(images, labels, preprocess))
     module, step = _trainer(name, device, lr, compiled)
 
     def run(order: np.ndarray) -> None:
@@ -114,7 +115,7 @@ def tensor_loop(name: str, images: np.ndarray, labels: np.ndarray, preprocess: s
 def notebook_002_loop(name: str, images: np.ndarray, labels: np.ndarray, preprocess: str, lr: float,
                       batch_size: int, device: torch.device) -> TorchLoop:
     """Notebook 002: X_train on the host, `X_train[batch_indexes].to(device)` for every batch."""
-    x, y = _host_tensors(images, labels, preprocess)
+    x, y = host_tensors(images, labels, preprocess)
     module, step = _trainer(name, device, lr)
 
     def run(order: np.ndarray) -> None:

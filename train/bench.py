@@ -90,14 +90,17 @@ def torch_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, 
     train = notebook_loops.tensor_loop(name, dataset.train_images, dataset.train_labels, recipe["preprocess"],
                                        recipe["lr"], recipe["batch_size"], device, compiled=compiled)
     train(order)  # warm-up (and compilation, for torch.compile)
+    warm_up_seconds = time.perf_counter() - start
     prefix = "torch_compile" if compiled else "torch_eager"
     rates = {f"{prefix}_train_images_per_s": _median_rate(
         lambda: notebook_loops.timed_steps(train, order, device), steps * recipe["batch_size"], repeats)}
     if compiled:
-        rates["torch_compile_seconds"] = time.perf_counter() - start
+        rates["torch_compile_seconds"] = warm_up_seconds  # compilation and one run of the steps
         return rates
     module = torch_models.create(name).to(device).eval()
-    test = torch.from_numpy(np.array(dataset.test_images[:infer_batch, ..., 0])).unsqueeze(1).float().to(device)
+    test, _ = notebook_loops.host_tensors(dataset.test_images[:infer_batch], dataset.test_labels[:infer_batch],
+                                          recipe["preprocess"])
+    test = test.to(device)
 
     def infer():
         with torch.no_grad():
