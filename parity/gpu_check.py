@@ -28,7 +28,7 @@ from pathlib import Path
 import jax
 
 import jaxcnn
-from parity import convert, device, suite, training
+from parity import device, suite, training
 from parity.__main__ import versions
 from train import bench
 from train import data as data_lib
@@ -49,16 +49,8 @@ def gradient_diagnosis(where, name: str, seed: int = 0) -> dict:
     """Which side departs from float64 in `name`'s gradient check, and why (see module docstring)."""
     def run(on, double=False):
         with device.placed(on):
-            settings = dict(suite.GRADIENT_SETTINGS.get(name, {}))
-            size = settings.pop("size", suite.AGNOSTIC_SIZE)
-            module, model = suite.random_original(name, seed, **settings)
-            module.to(on.torch)
-            shape = suite.input_shape(model, 2 if model.fixed_size else 1, size)
-            x = suite.kink_free_input(module, name, shape, seed)
-            targets = training.targets_for(name, module, x, seed)
-            variables = convert.torch_to_flax(module, model, x)
-            report = training.compare_gradients(module, model, variables, x, targets, training.loss_kind(name),
-                                                double=double)
+            module, model, variables, x, targets, kind = suite.gradient_case(name, seed, on)
+            report = training.compare_gradients(module, model, variables, x, targets, kind, double=double)
             kinks = {f"{gap:.0e}": training.near_kinks(module, x, gap=gap) for gap in (1e-6, 1e-5, 1e-4, 1e-3)}
         worst = sorted(report.verdicts.items(), key=lambda kv: -kv[1].flax_torch)[:8]
         return {"verdict": dataclasses.asdict(report.verdict), "ok": report.verdict.ok,

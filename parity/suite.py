@@ -84,6 +84,20 @@ def round_trip_exact(module: torch.nn.Module, model, sample_shape) -> bool:
                                            for k in state)
 
 
+def gradient_case(name: str, seed: int, where: device.Device, original: tuple | None = None) -> tuple:
+    """The arguments of the gradient check of `name`: (module on where.torch, model, Flax variables, a kink-free
+    NCHW input at GRADIENT_SETTINGS' size, targets, loss kind), for training.compare_gradients.
+
+    original: random_original(name, seed), reused where the settings take no other configuration."""
+    settings = dict(GRADIENT_SETTINGS.get(name, {}))
+    size = settings.pop("size", AGNOSTIC_SIZE)
+    module, model = original if original and not settings else random_original(name, seed, **settings)
+    module.to(where.torch)
+    x = kink_free_input(module, name, input_shape(model, 2 if model.fixed_size else 1, size), seed)
+    targets = training.targets_for(name, module, x, seed)
+    return module, model, convert.torch_to_flax(module, model, x), x, targets, training.loss_kind(name)
+
+
 def check_model(name: str, seed: int = 0, where: device.Device | None = None) -> Row:
     """Forward, gradient and round trip of `name` with torch and Flax on `where` (default: the CPU)."""
     where = where or device.resolve("cpu")
@@ -95,16 +109,7 @@ def check_model(name: str, seed: int = 0, where: device.Device | None = None) ->
         variables = convert.torch_to_flax(module, model, x)
         forward = check.compare_outputs(module.to(where.torch), model, variables, x).verdict
 
-        settings = dict(GRADIENT_SETTINGS.get(name, {}))
-        size = settings.pop("size", AGNOSTIC_SIZE)
-        if settings:
-            module, model = random_original(name, seed, **settings)
-        module.to(where.torch)
-        shape = input_shape(model, 2 if model.fixed_size else 1, size)
-        x = kink_free_input(module, name, shape, seed)
-        targets = training.targets_for(name, module, x, seed)
-        gradient = training.compare_gradients(module, model, convert.torch_to_flax(module, model, x), x, targets,
-                                              training.loss_kind(name)).verdict
+        gradient = training.compare_gradients(*gradient_case(name, seed, where, (module, model))).verdict
     return Row(name, parameters, where.name, forward.flax_torch, forward.flax_float64, forward.torch_float64,
                forward.criterion, gradient.flax_torch, gradient.flax_float64, gradient.torch_float64,
                gradient.criterion, exact)
