@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from train import data as data_lib
-from train.mnist import RECIPES, build_model
+from train.mnist import build_model
 from train import recipes
 from train.optimizers import create_optimizer, learning_rate
 from train import startup
@@ -42,7 +42,7 @@ def _median_rate(run, images_per_run: int, repeats: int) -> float:
 
 def _recipe_trainer(name: str, micro_batches: int | None = None):
     """(recipe, model, optimizer, Trainer on one device) for a notebook recipe, weights as torch initialises them."""
-    recipe = RECIPES[name]
+    recipe = recipes.NOTEBOOK[name]
     model, _ = build_model(name, "torch")
     tx = create_optimizer(recipe["optimizer"], recipe["lr"])
     return recipe, model, tx, Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1],
@@ -84,7 +84,7 @@ def torch_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, 
     from parity import notebook_loops, torch_models
 
     torch.backends.cudnn.benchmark = True
-    recipe = RECIPES[name]
+    recipe = recipes.NOTEBOOK[name]
     order = epoch_order(0, 1, len(dataset.train_labels), recipe["batch_size"])[:steps]
     start = time.perf_counter()
     train = notebook_loops.tensor_loop(name, dataset.train_images, dataset.train_labels, recipe["preprocess"],
@@ -116,7 +116,7 @@ def notebook_epoch_seconds(name: str, dataset: data_lib.Dataset, steps: int, dev
     ToTensor, Normalize), from `steps` timed steps after a warm-up of 10 (the whole epoch when steps covers it)."""
     from parity import notebook_loops
 
-    recipe = RECIPES[name]
+    recipe = recipes.NOTEBOOK[name]
     per_epoch = len(dataset.train_labels) // recipe["batch_size"]
     order = epoch_order(0, 1, len(dataset.train_labels), recipe["batch_size"])
     timed = order[: min(steps, per_epoch)]
@@ -206,7 +206,8 @@ def benchmark(dataset: data_lib.Dataset, steps: int, repeats: int, with_compile:
         row["train_ratio_flax_over_torch_eager"] = (row["flax_train_images_per_s"]
                                                     / row["torch_eager_train_images_per_s"])
         row["infer_ratio_flax_over_torch"] = row["flax_infer_images_per_s"] / row["torch_infer_images_per_s"]
-        epoch_images = len(dataset.train_labels) // RECIPES[name]["batch_size"] * RECIPES[name]["batch_size"]
+        batch = recipes.NOTEBOOK[name]["batch_size"]
+        epoch_images = len(dataset.train_labels) // batch * batch
         row["flax_seconds_per_epoch"] = epoch_images / row["flax_train_images_per_s"]
         row["torch_eager_seconds_per_epoch"] = epoch_images / row["torch_eager_train_images_per_s"]
         if notebook_steps:

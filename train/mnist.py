@@ -26,7 +26,6 @@ from train.optimizers import OPTIMIZERS, SCHEDULES, create_optimizer, learning_r
 from train.report import plot_curves, write_json
 from train.step import Trainer, epoch_order
 
-RECIPES = recipes.NOTEBOOK
 RESUME_MUST_MATCH = ("model", "dataset", "optimizer", "batch_size", "preprocess", "seed", "train_subset", "schedule",
                      "warmup_fraction", "label_smoothing")
 
