@@ -3,6 +3,7 @@
 import jax
 from flax import linen as nn
 
+from jaxcnn.config import ModelConfig
 from jaxcnn.layers import AdaptiveAvgPool, Conv2d, Dropout, Flatten, Linear, MaxPool
 from jaxcnn.registry import Activation, CourseNet, InputSize, register_model
 
@@ -11,7 +12,7 @@ _CONVS = [(0, 64, 11, 4, 2, 2), (3, 192, 5, 1, 2, 5), (6, 384, 3, 1, 1, None), (
           (10, 256, 3, 1, 1, 12)]
 
 
-@register_model("alexnet")
+@register_model("alexnet", ModelConfig(torch_sequentials=("features", "classifier")))
 class AlexNet(CourseNet):
     """torchvision's AlexNet: x (N, H, W, 3), H, W >= 63 (224 usually) -> (N, num_classes).
 

@@ -12,11 +12,12 @@ import jax
 from flax import linen as nn
 
 from jaxcnn.arithmetic import conv_output_size, pool_output_size
+from jaxcnn.config import ModelConfig
 from jaxcnn.layers import BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool
 from jaxcnn.registry import Activation, CourseNet, InputSize, hw, register_model
 
 
-@register_model("two_conv_net")
+@register_model("two_conv_net", ModelConfig(torch_sequentials=("conv_layers", "flatten_layer", "fc_layer")))
 class TwoConvNet(CourseNet):
     """Notebook 000 `MODEL`: two padded 3x3 convs (no activation), Flatten, Linear(32*H*W, 2).
 
@@ -39,7 +40,7 @@ class TwoConvNet(CourseNet):
         return Linear(32 * h * w, self.num_classes, weight_init=self.weight_init, name="fc_layer_0")(x)
 
 
-@register_model("conv_relu_conv")
+@register_model("conv_relu_conv", ModelConfig(loss="mse"))  # its output is a feature map
 class ConvReluConv(CourseNet):
     """Notebook 001 `MyModel(in, out)`: conv_1 3x3 -> ReLU -> conv_2 3x3, any H, W >= 5.
 
@@ -85,7 +86,7 @@ class CNNBasic(CourseNet):
         return Linear(128, self.num_classes, weight_init=self.weight_init, name="layer_2")(x)
 
 
-@register_model("cnn_bn_dropout")
+@register_model("cnn_bn_dropout", ModelConfig(torch_sequentials=("conv", "fc")))
 class CNNBatchNormDropout(CourseNet):
     """Notebook 001 example 2 `CNN_Model(in, out)`: conv = [Conv(bias=False), BN, ReLU] x 2;
     fc = [Linear(36864, 128), ReLU, Dropout(0.5), Linear(128, out)].
@@ -115,7 +116,9 @@ class CNNBatchNormDropout(CourseNet):
         return Linear(128, self.num_classes, weight_init=self.weight_init, name="fc_3")(x)
 
 
-@register_model("mnist_cnn")
+@register_model("mnist_cnn", ModelConfig(
+    preprocess="normalize", torch_sequentials=("conv_stack",),
+    recipe=dict(data="mnist", optimizer="adam", lr=1e-3, batch_size=64, epochs=10)))  # notebook 004
 class MnistCNN(CourseNet):
     """Notebook 004 `CNN_model`: conv_stack = [Conv(1,32,3,p=1), MaxPool(2), ReLU, Conv(32,32,3,p=1),
     MaxPool(2), ReLU, Flatten, Linear(1568,100), ReLU, Linear(100,10)].
@@ -143,7 +146,7 @@ class MnistCNN(CourseNet):
         return Linear(100, self.num_classes, weight_init=self.weight_init, name="conv_stack_9")(x)
 
 
-@register_model("cifar_conv_mlp")
+@register_model("cifar_conv_mlp", ModelConfig(torch_sequentials=("",)))
 class CifarConvMLP(CourseNet):
     """Notebook 004 "conv layer = conv + activation": a bare nn.Sequential of Conv2d(3,6,3), ReLU,
     Flatten, Linear(5400,100), ReLU, Linear(100,10).
@@ -167,7 +170,10 @@ class CifarConvMLP(CourseNet):
         return Linear(100, self.num_classes, weight_init=self.weight_init, name="layers_5")(x)
 
 
-@register_model("sun_regressor")
+@register_model("sun_regressor", ModelConfig(
+    preprocess="unit", loss="mse", torch_sequentials=("",),
+    recipe=dict(data="sun images", optimizer="adam_l2", lr=1e-3, weight_decay=1e-3, batch_size=32, epochs=5),
+    gradient_check=dict(model_kwargs=dict(input_size=64))))  # notebook 003; 256x256 has near-kinks
 class SunRegressor(CourseNet):
     """Notebook 003: a bare nn.Sequential of three [Conv 3x3 'same', ReLU, MaxPool(2)] blocks
     (32, 8, 4 channels), Flatten, Linear(4096,128), ReLU, Linear(128,2); trained with MSE.

@@ -6,6 +6,7 @@ import jax
 from flax import linen as nn
 
 from jaxcnn.arithmetic import conv_output_size, pool_output_size
+from jaxcnn.config import ModelConfig
 from jaxcnn.layers import AvgPool, Conv2d, Flatten, Linear
 from jaxcnn.registry import Activation, CourseNet, InputSize, hw, register_model
 
@@ -17,7 +18,9 @@ def _lenet_features(input_size: InputSize, first_padding: int) -> int:
     return 16 * h * w
 
 
-@register_model("lenet5_mnist")
+@register_model("lenet5_mnist", ModelConfig(
+    preprocess="raw",
+    recipe=dict(data="mnist", optimizer="adam", lr=1e-3, batch_size=100, epochs=1)))  # notebook 002
 class LeNet5(CourseNet):
     """Notebook 002 `LeNet5`: conv1 5x5 p=2, tanh, AvgPool(2,2), conv2 5x5, tanh, AvgPool(2,2),
     view, fc1 400->120, tanh, fc2 120->84, tanh, fc3 84->10.
@@ -42,7 +45,8 @@ class LeNet5(CourseNet):
         return Linear(84, self.num_classes, weight_init=self.weight_init, name="fc3")(x)
 
 
-@register_model("lenet5_classic")
+@register_model("lenet5_classic", ModelConfig(
+    recipe=dict(data="one dummy batch", optimizer="sgd", lr=0.01, batch_size=1, epochs=1)))  # notebook 004
 class LeNet5Classic(CourseNet):
     """Notebook 004 `Net`: conv1 5x5, sigmoid, avg_pool2d(2), conv2 5x5, sigmoid, avg_pool2d(2),
     flatten, fc1 + sigmoid, fc2 + sigmoid, fc3.

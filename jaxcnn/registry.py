@@ -6,7 +6,10 @@ from typing import Callable, Sequence, Union
 import jax
 from flax import linen as nn
 
+from jaxcnn.config import ModelConfig
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_CONFIGS: dict[str, ModelConfig] = {}
 InputSize = Union[int, Sequence[int]]
 # The elementwise nonlinearity of a network (`act` field): `create_model(name, act=...)` swaps it.
 Activation = Callable[[jax.Array], jax.Array]
@@ -17,16 +20,39 @@ def hw(size: InputSize) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
-def register_model(name: str):
-    """Class or factory decorator: registers `fn` under `name`; `create_model(name)` calls it."""
+def register_model(name: str, config: ModelConfig | None = None):
+    """Class or factory decorator: registers `fn` under `name` with its `config`; `create_model(name)` calls it."""
 
     def add(fn):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = fn
+        _CONFIGS[name] = config or ModelConfig()
         return fn
 
     return add
+
+
+def model_config(name: str) -> ModelConfig:
+    """The registered network's config (jaxcnn.config.ModelConfig)."""
+    if name not in _CONFIGS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _CONFIGS[name]
+
+
+def registered_name(model: nn.Module) -> str | None:
+    """The registry name `model` was built under (VGG's name from its `config` and `batch_norm`), or None."""
+    for name, build in _MODELS.items():
+        cls, keywords = getattr(build, "func", build), getattr(build, "keywords", {})
+        if type(model) is cls and all(getattr(model, k, None) == v for k, v in keywords.items()):
+            return name
+    return None
+
+
+def config_of(model: nn.Module) -> ModelConfig:
+    """The config of the registry network `model` is; the defaults for a network outside the registry."""
+    name = registered_name(model)
+    return _CONFIGS[name] if name else ModelConfig()
 
 
 def list_models() -> list[str]:

@@ -9,14 +9,17 @@ import numpy as np
 import torch
 from flax import linen as nn
 
+import jaxcnn
+from jaxcnn import interchange
+from jaxcnn.preprocess import RANGES
+from jaxcnn.interchange import to_nchw  # noqa: F401  (re-exported beside to_nhwc)
 from parity import device, referee
 from parity.referee import relative_difference  # noqa: F401  (re-exported: the measure of every check)
 
 
 def to_nhwc(x: Any) -> np.ndarray:
-    """(N, C, *spatial) -> (N, *spatial, C); 2-D arrays pass through."""
-    x = to_numpy(x) if isinstance(x, torch.Tensor) else np.asarray(x)
-    return np.moveaxis(x, 1, -1) if x.ndim > 2 else x
+    """(N, C, *spatial) -> (N, *spatial, C) of an array or a torch tensor; 2-D arrays pass through."""
+    return interchange.to_nhwc(to_numpy(x) if isinstance(x, torch.Tensor) else x)
 
 
 def to_torch(x: Any, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -29,21 +32,13 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def to_nchw(x: Any) -> np.ndarray:
-    """(N, *spatial, C) -> (N, C, *spatial); 2-D arrays pass through."""
-    x = np.asarray(x)
-    return np.moveaxis(x, -1, 1) if x.ndim > 2 else x
-
-
-# What each network was fed in its notebook; standard normal for the rest.
-INPUT_RANGES = {"lenet5_mnist": (0.0, 255.0), "mnist_cnn": (-1.0, 1.0), "sun_regressor": (0.0, 1.0)}
-
-
 def sample_input(name: str, shape_nchw: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    """A float32 NCHW batch in the value range `name` was trained on (raw pixels for lenet5_mnist)."""
+    """A float32 NCHW batch, uniform over the value range of the preprocessing `name`'s notebook fed it (raw
+    0..255 pixels for lenet5_mnist; jaxcnn.model_config), standard normal for a network fed no images."""
     rng = np.random.default_rng(seed)
-    if name in INPUT_RANGES:
-        return rng.uniform(*INPUT_RANGES[name], size=shape_nchw).astype(np.float32)
+    preprocess = jaxcnn.model_config(name).preprocess
+    if preprocess is not None:
+        return rng.uniform(*RANGES[preprocess], size=shape_nchw).astype(np.float32)
     return rng.standard_normal(shape_nchw).astype(np.float32)
 
 

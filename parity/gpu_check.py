@@ -5,7 +5,7 @@ Sections, each written to the report as soon as it ends (a run cut short keeps w
 - gradient_diagnosis: VGG-19's gradient (and that of any network whose check failed) taken apart: per-tensor
   distances of each side from float64, near-kinks at growing gaps, the same check in float64 on the device,
   and Flax's gradient on the CPU;
-- bench: python -m train.bench's rows (torch eager and torch.compile on the same device, notebooks' loops);
+- bench: python -m parity.bench's rows (torch eager and torch.compile on the same device, notebooks' loops);
 - one_epoch_99: ONE_EPOCH_RECIPE from three initialisation seeds;
 - fast_start: `python -m train.mnist --recipe one_epoch_99` twice with an empty compilation cache (cold, warm):
   wall seconds, seconds from process start to the epoch line, compile seconds, accuracy.
@@ -28,9 +28,8 @@ from pathlib import Path
 import jax
 
 import jaxcnn
-from parity import device, suite, training
+from parity import bench, device, suite, training
 from parity.__main__ import versions
-from train import bench
 from train import data as data_lib
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,6 +16,10 @@ import safetensors.torch
 import torch
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+import jaxcnn
+from jaxcnn.files import atomic_target
+from parity import convert, torch_models
+
 TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
 
 
@@ -53,14 +57,13 @@ def load_torch_state(path: str | Path) -> dict[str, torch.Tensor]:
 def save_torch_state(state: dict[str, torch.Tensor], path: str | Path) -> None:
     """Writes a state_dict as .pt/.pth (torch.save) or .safetensors, atomically (temp file + rename)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if _is_safetensors(path):
-        safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    elif path.suffix in TORCH_SUFFIXES:
-        torch.save(state, tmp)
-    else:
+    if not (_is_safetensors(path) or path.suffix in TORCH_SUFFIXES):
         raise ValueError(f"torch state_dicts go to .pt, .pth, .bin, .ckpt or .safetensors, not {path.name}")
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        if _is_safetensors(path):
+            safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        else:
+            torch.save(state, tmp)
 
 
 def save_flax(variables: Any, path: str | Path) -> None:
@@ -68,9 +71,8 @@ def save_flax(variables: Any, path: str | Path) -> None:
     path = Path(path)
     if _is_safetensors(path):
         flat = {"/".join(k): np.asarray(v) for k, v in flatten_dict(jax.device_get(dict(variables))).items()}
-        tmp = path.with_name(path.name + ".tmp")
-        safetensors.numpy.save_file(flat, str(tmp))
-        tmp.replace(path)
+        with atomic_target(path) as tmp:
+            safetensors.numpy.save_file(flat, str(tmp))
         return
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(path.absolute(), jax.device_get(dict(variables)), force=True)
@@ -94,9 +96,6 @@ def convert_file(model_name: str, source: str | Path, target: str | Path, **mode
     torch (.pt/.pth/.bin or torch-keyed .safetensors) -> Flax (.safetensors or an orbax directory);
     Flax (.safetensors or orbax directory) -> torch (.pt/.pth or .safetensors). Returns the direction.
     """
-    import jaxcnn
-    from parity import convert, torch_models
-
     model = jaxcnn.create_model(model_name, **model_kwargs)
     module = torch_models.create(model_name, **model_kwargs)
     if holds_flax(source):

@@ -1,4 +1,4 @@
-"""The torch side of `python -m train.bench`: the notebooks' training loops, timed on a torch device.
+"""The torch side of `python -m parity.bench`: the notebooks' training loops, timed on a torch device.
 
 Three ways the course's torch code trains, each `timed_steps(...)` seconds for a number of steps:
 - `tensor_loop`: the tensors already on the device (the fastest torch can do eagerly; `compiled=True` wraps
@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+import jaxcnn
+from jaxcnn.interchange import to_nchw
 from parity import torch_models
 
 
@@ -92,10 +94,8 @@ def _trainer(name: str, device: torch.device, lr: float, compiled: bool = False)
 
 def host_tensors(images: np.ndarray, labels: np.ndarray, preprocess: str) -> tuple[torch.Tensor, torch.Tensor]:
     """NHWC uint8 images and labels as torch tensors on the host: (N, 1, H, W) float32, preprocessed, and int64."""
-    x = torch.from_numpy(np.array(images[..., 0])).unsqueeze(1).float()  # (N, 1, 28, 28); a writable copy
-    if preprocess == "normalize":
-        x = (x / 255.0 - 0.5) / 0.5
-    return x, torch.from_numpy(labels.astype(np.int64))
+    x = np.array(jaxcnn.preprocess(preprocess, images), np.float32)  # (N, 28, 28, 1); a writable copy
+    return torch.from_numpy(to_nchw(x).copy()), torch.from_numpy(labels.astype(np.int64))
 
 
 def tensor_loop(name: str, images: np.ndarray, labels: np.ndarray, preprocess: str, lr: float, batch_size: int,

@@ -10,9 +10,14 @@ from parity import check, convert, device, referee, torch_models, training
 
 # Inputs of the checks: size-agnostic networks (VGG, AlexNet) at 64x64 (VGG's adaptive pool then
 # upsamples 2x2 -> 7x7); gradients on inputs without near-kinks (ReLU inputs near zero, max-pool
-# near-ties), which exist for sun_regressor at 64x64 and VGG-BN at 32x32 (see parity.training.near_kinks).
+# near-ties), at the model kwargs and input size of each network's config (jaxcnn.ModelConfig.gradient_check).
 AGNOSTIC_SIZE = 64
-GRADIENT_SETTINGS = {"sun_regressor": {"input_size": 64}, "vgg16_bn": {"size": 32}, "vgg19_bn": {"size": 32}}
+
+
+def gradient_settings(name: str) -> tuple[dict, int]:
+    """(model kwargs, input size for networks that take any size) of the gradient check of `name`."""
+    settings = jaxcnn.model_config(name).gradient_check
+    return dict(settings.get("model_kwargs", {})), settings.get("size", AGNOSTIC_SIZE)
 
 
 def input_shape(model, batch: int, size: int = AGNOSTIC_SIZE) -> tuple[int, ...]:
@@ -86,12 +91,11 @@ def round_trip_exact(module: torch.nn.Module, model, sample_shape) -> bool:
 
 def gradient_case(name: str, seed: int, where: device.Device, original: tuple | None = None) -> tuple:
     """The arguments of the gradient check of `name`: (module on where.torch, model, Flax variables, a kink-free
-    NCHW input at GRADIENT_SETTINGS' size, targets, loss kind), for training.compare_gradients.
+    NCHW input at gradient_settings' size, targets, loss kind), for training.compare_gradients.
 
     original: random_original(name, seed), reused where the settings take no other configuration."""
-    settings = dict(GRADIENT_SETTINGS.get(name, {}))
-    size = settings.pop("size", AGNOSTIC_SIZE)
-    module, model = original if original and not settings else random_original(name, seed, **settings)
+    kwargs, size = gradient_settings(name)
+    module, model = original if original and not kwargs else random_original(name, seed, **kwargs)
     module.to(where.torch)
     x = kink_free_input(module, name, input_shape(model, 2 if model.fixed_size else 1, size), seed)
     targets = training.targets_for(name, module, x, seed)

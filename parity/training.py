@@ -19,18 +19,15 @@ import torch.nn.functional as F
 from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
+import jaxcnn
 from parity import referee
 from parity.check import exact_numerics, to_nhwc, to_numpy, to_torch
 from parity.convert import activation_to_torch, flatten_shapes, flax_name, flax_to_torch
 from parity.device import torch_device_of
 
-# Notebook 003 regresses the sun's (x, y) with MSE, conv_relu_conv outputs feature maps (MSE against
-# a target map); everything else is a classifier trained with cross-entropy.
-REGRESSION = {"sun_regressor", "conv_relu_conv"}
-
-
 def loss_kind(name: str) -> str:
-    return "mse" if name in REGRESSION else "cross_entropy"
+    """'mse' or 'cross_entropy', as the network's config says (jaxcnn.model_config)."""
+    return jaxcnn.model_config(name).loss
 
 
 def make_targets(name: str, output_shape_nchw: tuple[int, ...], seed: int = 0) -> np.ndarray:

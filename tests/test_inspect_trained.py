@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from jaxcnn import inspect as tools
+from jaxcnn.preprocess import PREPROCESS
 from parity import check, convert, referee, saliency, torch_models
-from train import data, inspect, mnist
-from train.step import PREPROCESS
+from train import data, inspect
+from train.run import Config, train_and_evaluate
 from tests.conftest import MNIST_DIR
 
 IMAGES = 100
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.mnist]  # trains mnist_cnn for one e
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("mnist_cnn")
-    metrics = mnist.run(mnist.Config(model="mnist_cnn", data_dir=str(MNIST_DIR), epochs=1, out=str(out), devices=1,
+    metrics = train_and_evaluate(Config(model="mnist_cnn", data_dir=str(MNIST_DIR), epochs=1, out=str(out), devices=1,
                                      progress=False))
     assert metrics["final"]["test_accuracy"] > 0.97
     return out

@@ -1,11 +1,11 @@
-"""The notebooks' torch loops that train.bench times compute what the tensor loop computes: same pixels out of
+"""The notebooks' torch loops that parity.bench times compute what the tensor loop computes: same pixels out of
 the DataLoader pipeline, same weights after the same batches."""
 
 import numpy as np
 import torch
 
 from parity import notebook_loops
-from train.step import PREPROCESS
+from jaxcnn.preprocess import PREPROCESS
 
 
 def _mnist_like(n: int = 64):

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 import jaxcnn
-from parity import torch_models, trajectory
-from train import data, mnist
+from parity import bench, torch_models, trajectory
+from tests.conftest import MNIST_DIR
+from train import data, fit, loopbench, mnist
 from train import recipes as train_recipes
 from train.checkpoint import Checkpoints
-from tests.conftest import MNIST_DIR
+from train.run import Config, train_and_evaluate
 from train.optimizers import create_optimizer, learning_rate, torch_adam, torch_sgd
 from train.step import CPU_MICRO_BATCHES, Trainer, cross_entropy, epoch_order, init_state, runs_xla_convolutions
 
@@ -125,12 +126,12 @@ def test_scan_loop_equals_step_loop():
 def _config(tmp_path, **kwargs):
     base = dict(model="lenet5_mnist", data_dir=str(MNIST_DIR), out=str(tmp_path / "run"), train_subset=2000,
                 test_subset=500, devices=1, progress=False)
-    return mnist.Config(**(base | kwargs))
+    return Config(**(base | kwargs))
 
 
 def test_run_writes_metrics_curves_checkpoints_and_torch_export(tmp_path, mnist_data):
     config = _config(tmp_path, epochs=2, export_torch=str(tmp_path / "lenet.pt"))
-    metrics = mnist.run(config)
+    metrics = train_and_evaluate(config)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["final"].keys() == {"test_accuracy", "test_loss", "train_seconds", "compile_seconds",
                                      "train_compile_seconds", "eval_compile_seconds", "init_seconds"}
@@ -159,10 +160,10 @@ def test_run_writes_metrics_curves_checkpoints_and_torch_export(tmp_path, mnist_
 @pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
     full = tmp_path / "full"
-    mnist.run(_config(tmp_path, epochs=2, out=str(full), model="cnn_bn_dropout"))
+    train_and_evaluate(_config(tmp_path, epochs=2, out=str(full), model="cnn_bn_dropout"))
     part = tmp_path / "part"
-    mnist.run(_config(tmp_path, epochs=1, out=str(part), model="cnn_bn_dropout"))
-    resumed = mnist.run(_config(tmp_path, epochs=2, out=str(part), model="cnn_bn_dropout", resume=True))
+    train_and_evaluate(_config(tmp_path, epochs=1, out=str(part), model="cnn_bn_dropout"))
+    resumed = train_and_evaluate(_config(tmp_path, epochs=2, out=str(part), model="cnn_bn_dropout", resume=True))
     assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
     (a, meta_a), (b, meta_b) = (restore_on_one_device(d, 2, "cnn_bn_dropout", "adam") for d in (full, part))
     leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
@@ -174,7 +175,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
 
 def restore_on_one_device(out, epoch, model_name, optimizer, lr=1e-3):
     """A checkpoint's state on this process's first device, whatever topology saved it."""
-    model, _ = mnist.build_model(model_name, "torch")
+    model, _ = fit.build_model(model_name, "torch")
     template = init_state(model, create_optimizer(optimizer, lr), jax.random.PRNGKey(0))
     template = jax.device_put(template, jax.devices()[0])
     state, meta = Checkpoints(out).restore(epoch, template)
@@ -183,13 +184,13 @@ def restore_on_one_device(out, epoch, model_name, optimizer, lr=1e-3):
 
 @pytest.mark.mnist
 def test_nan_loss_stops_with_step_and_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
-    mnist.run(_config(tmp_path, epochs=1))
-    with pytest.raises(mnist.TrainingError, match=r"loss is nan at step \d+ of epoch 2 .*last good checkpoint"):
-        mnist.run(_config(tmp_path, epochs=2, resume=True, lr=3e38))  # Adam steps lr * sign(g): logits overflow
+    train_and_evaluate(_config(tmp_path, epochs=1))
+    with pytest.raises(fit.TrainingError, match=r"loss is nan at step \d+ of epoch 2 .*last good checkpoint"):
+        train_and_evaluate(_config(tmp_path, epochs=2, resume=True, lr=3e38))  # Adam steps lr * sign(g): logits overflow
     assert (tmp_path / "run" / "checkpoints" / "1").is_dir()
     assert not (tmp_path / "run" / "checkpoints" / "2").exists()
-    with pytest.raises(mnist.TrainingError, match=r"other settings \{'optimizer': \('adam', 'sgd'\)\}"):
-        mnist.run(_config(tmp_path, epochs=2, resume=True, optimizer="sgd"))
+    with pytest.raises(fit.TrainingError, match=r"other settings \{'optimizer': \('adam', 'sgd'\)\}"):
+        train_and_evaluate(_config(tmp_path, epochs=2, resume=True, optimizer="sgd"))
 
 
 @pytest.mark.mnist
@@ -204,9 +205,9 @@ def test_cli_errors(tmp_path, capsys):
 
 
 def test_models_are_configured_for_mnist():
-    model, kwargs = mnist.build_model("lenet5_classic", "torch")
+    model, kwargs = fit.build_model("lenet5_classic", "torch")
     assert kwargs == {"input_size": 28} and model.input_shape == (28, 28, 1)
-    model, kwargs = mnist.build_model("cnn_basic", "torch")
+    model, kwargs = fit.build_model("cnn_basic", "torch")
     assert kwargs == {"in_channels": 1, "num_classes": 10}
 
 
@@ -241,7 +242,6 @@ def test_epoch_order_drops_the_partial_batch_and_is_reproducible():
 
 
 def test_loop_benchmark_runs_every_variant():
-    from train import loopbench
     for conv in ("auto", "xla"):
         results = loopbench.measure(steps=3, batch=8, conv=conv)
         assert len(results) == 6 and all(ms > 0 for ms in results.values())
@@ -251,7 +251,6 @@ def test_loop_benchmark_runs_every_variant():
 
 @pytest.mark.slow
 def test_benchmark_harness_smoke(mnist_data):
-    from train import bench
     results = bench.benchmark(mnist_data.subset(1000, 200), steps=3, repeats=1, with_compile=False, notebook_steps=4)
     for name in ("lenet5_mnist", "mnist_cnn"):
         row = results[name]

@@ -4,12 +4,11 @@ import pytest
 import torch
 
 import jaxcnn
-from parity import check, steps, training
-from tests import helpers
+from parity import check, steps, suite, training
+from tests import helpers, spec
 from train.optimizers import torch_adamw
 
-SMALL = ["cifar_conv_mlp", "cnn_basic", "cnn_bn_dropout", "conv_relu_conv", "lenet5_classic", "lenet5_mnist",
-         "mnist_cnn", "sun_regressor", "two_conv_net"]
+SMALL = spec.NINE
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train-shared-dropout"])
@@ -18,8 +17,8 @@ def test_float32_gradients_equal_torch(name, train):
     """On inputs without near-kinks (see helpers.random_pair): sun_regressor at 64x64 and VGG-BN at 32x32
     (batch 2 in train mode, so that BatchNorm has statistics to take), where such inputs exist."""
     batch = 2 if (name in SMALL and name != "sun_regressor") or (name.endswith("_bn") and train) else 1
-    kwargs = {"input_size": 64} if name == "sun_regressor" else {"size": 32} if name.endswith("_bn") else {}
-    module, model, variables, x = helpers.random_pair(name, seed=0, batch=batch, kink_free=train, **kwargs)
+    kwargs, size = suite.gradient_settings(name)
+    module, model, variables, x = helpers.random_pair(name, seed=0, batch=batch, kink_free=train, size=size, **kwargs)
     report = training.compare_gradients(module, model, variables, x, training.targets_for(name, module, x),
                                         training.loss_kind(name), train=train)
     assert report.loss_verdict(1e-5).ok, report.loss_verdict(1e-5)

@@ -1,10 +1,10 @@
 """Matplotlib figures for train.inspect: image grids, heat maps next to their image, rows of images."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from jaxcnn.files import atomic_target
 from jaxcnn.inspect import make_grid
 
 
@@ -19,10 +19,9 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     """Written to a temporary name and renamed: a PNG is either complete or absent."""
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     _pyplot().close(fig)
-    os.replace(tmp, path)
 
 
 def _show(ax, image: np.ndarray, title: str = "", cmap: str = "gray", **kwargs) -> None:

@@ -16,12 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn import inspect as tools
+from jaxcnn.preprocess import PREPROCESS
 from train import data as data_lib
 from train import figures
 from train.checkpoint import Checkpoints
-from train.mnist import TrainingError, build_model
+from train.fit import TrainingError, build_model
 from train.optimizers import create_optimizer
-from train.step import PREPROCESS, init_state
+from train.step import init_state, variables_of
 
 class InspectError(RuntimeError):
     """The checkpoint or the request cannot be inspected; the message says why."""
@@ -54,8 +55,7 @@ def load_trained(checkpoint: str | Path, model_name: str | None = None) -> Train
         state, _ = checkpoints.restore(epoch, init_state(model, tx, jax.random.key(0)))
     finally:
         checkpoints.close()
-    variables = {"params": state.params} | ({"batch_stats": state.batch_stats} if state.batch_stats else {})
-    return Trained(model, variables, config, epoch)
+    return Trained(model, variables_of(state), config, epoch)
 
 
 def _batched(fn, images: np.ndarray, size: int = 1000) -> np.ndarray:

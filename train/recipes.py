@@ -6,15 +6,13 @@ of all steps from lr/25, then cosine annealing to lr/25e4; torch's OneCycleLR ha
 boundaries one step earlier, up to 3.6% of lr apart over 100 steps).
 """
 
-# The notebooks' recipes, by model.
-NOTEBOOK = {
-    "lenet5_mnist": dict(preprocess="raw", optimizer="adam", lr=1e-3, batch_size=100, epochs=1),  # notebook 002
-    "mnist_cnn": dict(preprocess="normalize", optimizer="adam", lr=1e-3, batch_size=64, epochs=10),  # notebook 004
-}
-# Any other registry model.
+import jaxcnn
+
+# Any registry model whose notebook did not train it on MNIST (the notebooks' own recipes are in each model's
+# config: jaxcnn.model_config(name).recipe).
 DEFAULT = dict(preprocess="normalize", optimizer="adam", lr=1e-3, batch_size=64, epochs=1)
 
-# New recipes (the notebooks' stay as they are), found on this project's 2-core CPU with python -m train.bench.
+# New recipes (the notebooks' stay as they are), found on this project's 2-core CPU with python -m parity.bench.
 NAMED = {
     # Notebook 004's network, Adam one-cycle peaking at 4e-3 after 25% of the steps, batch 128: initialisation
     # seeds 0, 1, 2 pass 99% after epochs 3, 3, 2 (99.26, 99.27, 99.09%).
@@ -30,8 +28,12 @@ NAMED = {
 
 
 def for_model(model: str) -> dict:
-    """The notebook's recipe of `model`, or DEFAULT."""
-    return dict(NOTEBOOK.get(model, DEFAULT))
+    """The recipe of `model`'s notebook where it trained on MNIST (notebook 002's lenet5_mnist, notebook 004's
+    mnist_cnn), else DEFAULT: preprocess, optimizer, lr, batch_size, epochs (and weight_decay where it has one)."""
+    config = jaxcnn.model_config(model) if model in jaxcnn.list_models() else jaxcnn.ModelConfig()
+    if not config.recipe or config.recipe.get("data") != "mnist":
+        return dict(DEFAULT)
+    return {"preprocess": config.preprocess} | {k: v for k, v in config.recipe.items() if k != "data"}
 
 
 def named(name: str) -> dict:

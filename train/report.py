@@ -1,15 +1,13 @@
 """What a run leaves behind: metrics.json (written atomically) and a PNG of the loss and accuracy curves."""
 
 import json
-import os
 from pathlib import Path
+
+from jaxcnn import files
 
 
 def write_json(obj, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
+    files.write_text(path, json.dumps(obj, indent=2, default=float))
 
 
 def plot_curves(epochs: list[dict], path: str | Path, title: str = "") -> None:
@@ -29,6 +27,5 @@ def plot_curves(epochs: list[dict], path: str | Path, title: str = "") -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = Path(path).with_name(Path(path).name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with files.atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=100)

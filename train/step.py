@@ -21,13 +21,11 @@ from flax import linen as nn
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-PREPROCESS = {
-    "raw": lambda x: x.astype(jnp.float32),  # notebook 002: pixel values 0..255 as floats
-    "normalize": lambda x: (x.astype(jnp.float32) / 255.0 - 0.5) / 0.5,  # ToTensor + Normalize(0.5, 0.5)
-}
+from jaxcnn.preprocess import PREPROCESS
 
 
-# Measured on this project's 2-core CPU (python -m train.bench --micro-batches K): mnist_cnn batch 64
+
+# Measured on this project's 2-core CPU (python -m parity.bench --micro-batches K): mnist_cnn batch 64
 # 12.8 ms/step whole, 11.4 in 2 parts, 10.0 in 4; more parts leave too little work per part. LeNet-5, whose
 # convolutions are dots (multi-threaded already): 5.0 whole, 4.9 in 2 parts, 5.2 in 4, so it is not split.
 CPU_MICRO_BATCHES = 4
@@ -39,6 +37,11 @@ class TrainState:
     params: Any
     batch_stats: Any
     opt_state: Any
+
+
+def variables_of(state: TrainState) -> dict:
+    """The model variables a state holds: {'params': ...} and, for a model with BatchNorm, 'batch_stats'."""
+    return {"params": state.params} | ({"batch_stats": state.batch_stats} if state.batch_stats else {})
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:

@@ -1,4 +1,4 @@
-"""python -m train.bench: training and inference throughput, Flax (the train.mnist loop) beside the torch
+"""python -m parity.bench: training and inference throughput, Flax (the train.mnist loop) beside the torch
 originals trained as the notebooks train them, in one process, torch on the device JAX uses (CUDA when JAX
 runs on a GPU).
 
@@ -19,12 +19,13 @@ import time
 import jax
 import numpy as np
 
+import torch
+
+from jaxcnn.preprocess import PREPROCESS
+from parity import notebook_loops, torch_models
 from train import data as data_lib
-from train.mnist import build_model
-from train import recipes
-from train.optimizers import create_optimizer, learning_rate
-from train import startup
-from train.step import PREPROCESS, Trainer, epoch_order
+from train import fit, recipes, startup
+from train.step import epoch_order, variables_of
 
 BENCH_MODELS = ("lenet5_mnist", "mnist_cnn")
 FAST_RECIPE = recipes.named("fast_99")  # time to 99% in a few epochs (train.recipes says how it was found)
@@ -40,18 +41,21 @@ def _median_rate(run, images_per_run: int, repeats: int) -> float:
     return images_per_run / statistics.median(seconds)
 
 
-def _recipe_trainer(name: str, micro_batches: int | None = None):
-    """(recipe, model, optimizer, Trainer on one device) for a notebook recipe, weights as torch initialises them."""
-    recipe = recipes.NOTEBOOK[name]
-    model, _ = build_model(name, "torch")
-    tx = create_optimizer(recipe["optimizer"], recipe["lr"])
-    return recipe, model, tx, Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1],
-                                      micro_batches=micro_batches)
+def _recipe_run(recipe: dict, num_train: int, micro_batches: int | None = None) -> fit.Run:
+    """train.fit's set-up of `recipe` (a named recipe, or a model's notebook recipe with its `model`) on one
+    device, weights as torch initialises them."""
+    return fit.setup(fit.Settings(**recipe), num_train, devices=jax.devices()[:1], micro_batches=micro_batches)
+
+
+def _notebook_recipe(name: str) -> dict:
+    return dict(recipes.for_model(name), model=name)
 
 
 def flax_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, infer_batch: int = 1000,
                micro_batches: int | None = None) -> dict:
-    recipe, model, tx, trainer = _recipe_trainer(name, micro_batches)
+    recipe = _notebook_recipe(name)
+    run = _recipe_run(recipe, len(dataset.train_labels), micro_batches)
+    model, trainer = run.model, run.trainer
     images, labels = trainer.put_replicated((dataset.train_images, dataset.train_labels))
     state, key = trainer.init_state(0)
     compile_seconds = sum(trainer.compile(state, images, labels, key, recipe["batch_size"]).values())
@@ -66,7 +70,7 @@ def flax_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, i
     train_rate = _median_rate(train, steps * recipe["batch_size"], repeats)
     prep = PREPROCESS[recipe["preprocess"]]
     infer = jax.jit(lambda v, x: model.apply(v, prep(x)).argmax(-1))
-    variables = {"params": state.params, "batch_stats": state.batch_stats}  # after training: steps donate state
+    variables = variables_of(state)  # after training: steps donate state
     test = jax.device_put(dataset.test_images[:infer_batch])
     jax.block_until_ready(infer(variables, test))
     return {"flax_train_images_per_s": train_rate,
@@ -79,12 +83,8 @@ def torch_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, 
                 compiled: bool = False) -> dict:
     """The notebooks' step (zero_grad, forward, CrossEntropyLoss, backward, Adam step) on tensors already on
     `device` (a torch.device; cudnn.benchmark on for CUDA), and inference on one batch there."""
-    import torch
-
-    from parity import notebook_loops, torch_models
-
     torch.backends.cudnn.benchmark = True
-    recipe = recipes.NOTEBOOK[name]
+    recipe = recipes.for_model(name)
     order = epoch_order(0, 1, len(dataset.train_labels), recipe["batch_size"])[:steps]
     start = time.perf_counter()
     train = notebook_loops.tensor_loop(name, dataset.train_images, dataset.train_labels, recipe["preprocess"],
@@ -114,9 +114,7 @@ def torch_rates(name: str, dataset: data_lib.Dataset, steps: int, repeats: int, 
 def notebook_epoch_seconds(name: str, dataset: data_lib.Dataset, steps: int, device, torchvision: bool = False) -> dict:
     """Seconds per epoch of notebook 002's loop (host tensors, each batch moved) and notebook 004's (DataLoader,
     ToTensor, Normalize), from `steps` timed steps after a warm-up of 10 (the whole epoch when steps covers it)."""
-    from parity import notebook_loops
-
-    recipe = recipes.NOTEBOOK[name]
+    recipe = recipes.for_model(name)
     per_epoch = len(dataset.train_labels) // recipe["batch_size"]
     order = epoch_order(0, 1, len(dataset.train_labels), recipe["batch_size"])
     timed = order[: min(steps, per_epoch)]
@@ -132,45 +130,25 @@ def notebook_epoch_seconds(name: str, dataset: data_lib.Dataset, steps: int, dev
     return result
 
 
-def _fast_trainer(recipe: dict, steps_per_epoch: int):
-    model, _ = build_model(recipe["model"], recipe.get("init", "torch"))
-    lr = learning_rate(recipe["lr"], recipe["schedule"], recipe["epochs"] * steps_per_epoch, recipe["warmup_fraction"])
-    tx = create_optimizer(recipe["optimizer"], lr)
-    return model, tx, Trainer(model, tx, recipe["preprocess"], devices=jax.devices()[:1],
-                              label_smoothing=recipe.get("label_smoothing", 0.0))
-
-
 def time_to_accuracy(dataset: data_lib.Dataset, recipe: dict | None = None, target: float = 0.99,
                      max_epochs: int = 10, seed: int = 0) -> dict:
     """Trains with `recipe` (a one-cycle recipe like FAST_RECIPE, for its epochs; None: notebook 004's
-    mnist_cnn recipe, for at most max_epochs) in the train.mnist loop until the test accuracy reaches
-    `target`; training seconds exclude compilation and the per-epoch evaluation."""
-    if recipe is None:
-        recipe, model, tx, trainer = _recipe_trainer("mnist_cnn")
-        recipe = dict(recipe, model="mnist_cnn", epochs=None)
-    else:
-        max_epochs = recipe["epochs"]
-        model, tx, trainer = _fast_trainer(recipe, len(dataset.train_labels) // recipe["batch_size"])
+    mnist_cnn recipe, for at most max_epochs) with train.fit until the test accuracy reaches `target`;
+    training seconds exclude compilation and the per-epoch evaluation."""
+    recipe = dict(_notebook_recipe("mnist_cnn"), epochs=max_epochs) if recipe is None else dict(recipe)
+    run = _recipe_run(dict(recipe, seed=seed), len(dataset.train_labels))
+    trainer = run.trainer
     state, dropout_key = trainer.init_state(seed)
-    images, labels = trainer.put_replicated((dataset.train_images, dataset.train_labels))
-    test_images, test_labels = trainer.put_replicated((dataset.test_images, dataset.test_labels))
-    compile_seconds = sum(trainer.compile(state, images, labels, dropout_key, recipe["batch_size"],
-                                          len(dataset.train_labels) // recipe["batch_size"],
-                                          test=(test_images, test_labels)).values())
-    seconds, accuracy, history = 0.0, 0.0, []
-    for epoch in range(1, max_epochs + 1):
-        order = epoch_order(seed, epoch, len(dataset.train_labels), recipe["batch_size"])
-        start = time.perf_counter()
-        state, losses = trainer.train_steps(state, images, labels, order, dropout_key)
-        jax.block_until_ready(losses[-1])
-        seconds += time.perf_counter() - start
-        accuracy = trainer.evaluate(state, test_images, test_labels)[1]
-        history.append(accuracy)
-        if accuracy >= target:
-            break
-    return {"model": recipe["model"], "recipe": recipe, "seed": seed, "target": target, "reached": accuracy >= target,
-            "epochs": len(history), "train_seconds": seconds, "compile_seconds": compile_seconds,
-            "test_accuracy_per_epoch": history, "seconds_since_start": startup.seconds_since_start()}
+    data = (*trainer.put_replicated((dataset.train_images, dataset.train_labels)),
+            *trainer.put_replicated((dataset.test_images, dataset.test_labels)))
+    compile_seconds = sum(trainer.compile(state, data[0], data[1], dropout_key, recipe["batch_size"],
+                                          run.steps_per_epoch, test=data[2:]).values())
+    _, history = fit.fit(run, state, dropout_key, data, on_epoch=lambda entry, _: entry["test_accuracy"] >= target)
+    accuracies = [e["test_accuracy"] for e in history]
+    return {"model": recipe["model"], "recipe": recipe, "seed": seed, "target": target,
+            "reached": accuracies[-1] >= target, "epochs": len(history),
+            "train_seconds": sum(e["seconds"] for e in history), "compile_seconds": compile_seconds,
+            "test_accuracy_per_epoch": accuracies, "seconds_since_start": startup.seconds_since_start()}
 
 
 def one_epoch_99(dataset: data_lib.Dataset, seeds=(0, 1, 2)) -> dict:
@@ -188,10 +166,6 @@ def benchmark(dataset: data_lib.Dataset, steps: int, repeats: int, with_compile:
               micro_batches: int | None = None, time_to_99: bool = True, notebook_steps: int = 300,
               torchvision: bool = False) -> dict:
     """Every row of the side-by-side comparison, torch on the device JAX uses (see module docstring)."""
-    import torch
-
-    from parity import notebook_loops
-
     device = notebook_loops.torch_device(jax.default_backend())
     results = {}
     for name in BENCH_MODELS:
@@ -206,7 +180,7 @@ def benchmark(dataset: data_lib.Dataset, steps: int, repeats: int, with_compile:
         row["train_ratio_flax_over_torch_eager"] = (row["flax_train_images_per_s"]
                                                     / row["torch_eager_train_images_per_s"])
         row["infer_ratio_flax_over_torch"] = row["flax_infer_images_per_s"] / row["torch_infer_images_per_s"]
-        batch = recipes.NOTEBOOK[name]["batch_size"]
+        batch = recipes.for_model(name)["batch_size"]
         epoch_images = len(dataset.train_labels) // batch * batch
         row["flax_seconds_per_epoch"] = epoch_images / row["flax_train_images_per_s"]
         row["torch_eager_seconds_per_epoch"] = epoch_images / row["torch_eager_train_images_per_s"]
@@ -228,7 +202,7 @@ def benchmark(dataset: data_lib.Dataset, steps: int, repeats: int, with_compile:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m parity.bench", description=__doc__)
     parser.add_argument("--data-dir", help=f"the four MNIST IDX .gz files (or ${data_lib.DATA_DIR_ENV})")
     parser.add_argument("--steps", type=int, default=300, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=5)

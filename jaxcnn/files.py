@@ -1,0 +1,25 @@
+"""Files that are either complete or absent: every write goes to a temporary name beside the target, then renames."""
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside `path` (same folder, same suffix, so writers that go by the suffix still
+    work) to write to; renames it onto `path` when the block ends without an error, removes it otherwise."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # created by the writer: usual permissions
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """`path.write_text(text)`, atomically."""
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)
