@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test parity clean
+.PHONY: install test train parity clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The main job: MNIST from $JAXCNN_DATA_DIR, else ../shared/data/mnist, else TFDS; TRAIN_ARGS passes flags.
+DATA_DIR ?= $(or $(JAXCNN_DATA_DIR),$(wildcard ../shared/data/mnist))
+train: $(STAMP)
+	$(PY) -m train.mnist $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

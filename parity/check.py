@@ -43,6 +43,17 @@ def sample_input(name: str, shape_nchw: tuple[int, ...], seed: int = 0) -> np.nd
 
 
 @contextlib.contextmanager
+def in_mode(module: torch.nn.Module, train: bool = False) -> Iterator[torch.nn.Module]:
+    """The module in train or eval mode for the block, in the mode it had afterwards."""
+    was_training = module.training
+    module.train(train)
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+@contextlib.contextmanager
 def exact_numerics() -> Iterator[None]:
     """Full float32 arithmetic on both sides, so that differences measure the port, not the kernels.
 
@@ -119,15 +130,10 @@ def compare_outputs(module: torch.nn.Module, model: nn.Module, variables: Any, x
     """Inference outputs of both (torch in eval mode on its module's device, Flax with train=False on JAX's
     default device) on the same input, judged against torch in float64 on the CPU."""
     x = np.asarray(x_nchw, np.float32)
-    was_training = module.training
-    module.eval()
-    try:
-        with exact_numerics(), torch.no_grad():
-            y_torch = module(to_torch(x, device.torch_device_of(module)))
-            y_flax = model.apply(variables, to_nhwc(x))
-            y_float64 = referee.float64_copy(module).eval()(to_torch(x.astype(np.float64)))
-    finally:
-        module.train(was_training)
+    with in_mode(module, train=False), exact_numerics(), torch.no_grad():
+        y_torch = module(to_torch(x, device.torch_device_of(module)))
+        y_flax = model.apply(variables, to_nhwc(x))
+        y_float64 = referee.float64_copy(module).eval()(to_torch(x.astype(np.float64)))
     return compare_arrays(y_torch, y_flax, y_float64, rtol)
 
 

@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from parity.check import to_torch
+from parity.check import in_mode, to_torch
 
 
 @contextlib.contextmanager
@@ -36,21 +36,11 @@ def guided_relus(module: torch.nn.Module) -> Iterator[None]:
             relu.inplace = inplace
 
 
-@contextlib.contextmanager
-def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
-    training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(training)
-
-
 def input_gradients(module: torch.nn.Module, x_nchw, classes, guided: bool = False) -> np.ndarray:
     """d score_c / d x for each image and its class: (N, C, H, W), classes (N,) -> (N, C, H, W)."""
     x = to_torch(x_nchw).requires_grad_(True)
     classes = torch.as_tensor(np.broadcast_to(np.asarray(classes), (x.shape[0],)).copy(), dtype=torch.long)
-    with _eval_mode(module), (guided_relus(module) if guided else contextlib.nullcontext()):
+    with in_mode(module, train=False), (guided_relus(module) if guided else contextlib.nullcontext()):
         module(x).gather(1, classes[:, None]).sum().backward()
     return x.grad.numpy()
 
@@ -66,7 +56,7 @@ def occlusion(module: torch.nn.Module, image_chw, target: int, size: int, stride
     _, height, width = image.shape
     tops, lefts = range(0, height - size + 1, stride), range(0, width - size + 1, stride)
     result = np.zeros((len(tops), len(lefts)), np.float32)
-    with _eval_mode(module), torch.no_grad():
+    with in_mode(module, train=False), torch.no_grad():
         for i, top in enumerate(tops):
             for j, left in enumerate(lefts):
                 occluded = image.clone()

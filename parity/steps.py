@@ -16,12 +16,13 @@ import optax
 import torch
 from flax import linen as nn
 
+import jaxcnn
 from parity import referee
 from parity.check import exact_numerics, to_nhwc, to_numpy, to_torch
 from parity.device import torch_device_of
 from parity.training import (compare_states, flax_step_fn, float64_data, float64_pair, replayed_dropout, torch_loss,
                              torch_masks)
-from train.optimizers import torch_adam, torch_sgd
+from train.optimizers import create_optimizer
 
 
 def _output_verdict(y_flax: Any, y_torch: torch.Tensor, y_float64: torch.Tensor, rtol: float) -> referee.Verdict:
@@ -66,13 +67,22 @@ def compare_batchnorm_training(module: torch.nn.Module, model: nn.Module, variab
     return BatchNormReport(outputs, stats)
 
 
-# The optimizers of the notebooks, as (torch, optax) pairs.
-NOTEBOOK_OPTIMIZERS = {
-    "sgd": (lambda ps: torch.optim.SGD(ps, lr=0.01), lambda: torch_sgd(lr=0.01)),
-    "adam": (lambda ps: torch.optim.Adam(ps, lr=1e-3), lambda: torch_adam(lr=1e-3)),
-    "adam_l2": (lambda ps: torch.optim.Adam(ps, lr=1e-3, weight_decay=1e-3),
-                lambda: torch_adam(lr=1e-3, weight_decay=1e-3)),
-}
+# torch.optim's class behind each train.optimizers name.
+TORCH_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adam_l2": torch.optim.Adam,
+                    "adamw": torch.optim.AdamW}
+
+
+def _notebook_settings() -> dict[str, dict]:
+    """Each optimizer the notebooks train with, with their settings, from the networks' recipes."""
+    recipes = [jaxcnn.model_config(name).recipe for name in jaxcnn.list_models()]
+    return {r["optimizer"]: {"lr": r["lr"], "weight_decay": r.get("weight_decay", 0.0)} for r in recipes if r}
+
+
+# The optimizers of the notebooks (SGD(lr=0.01), Adam(lr=1e-3), Adam(lr=1e-3, weight_decay=1e-3)), as
+# (torch, optax) pairs.
+NOTEBOOK_OPTIMIZERS = {name: (lambda ps, name=name, kw=kw: TORCH_OPTIMIZERS[name](ps, **kw),
+                              lambda name=name, kw=kw: create_optimizer(name, **kw))
+                       for name, kw in _notebook_settings().items()}
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ from flax.traverse_util import flatten_dict
 
 import jaxcnn
 from parity import referee
-from parity.check import exact_numerics, to_nhwc, to_numpy, to_torch
+from parity.check import exact_numerics, in_mode, to_nhwc, to_numpy, to_torch
 from parity.convert import activation_to_torch, flatten_shapes, flax_name, flax_to_torch
 from parity.device import torch_device_of
 
@@ -124,13 +124,10 @@ def near_kinks(module: torch.nn.Module, x_nchw: np.ndarray, gap: float = 1e-6, t
 
     hooks = [m.register_forward_hook(pool_hook) for m in module.modules() if isinstance(m, torch.nn.MaxPool2d)]
     hooks += [m.register_forward_hook(relu_hook) for m in module.modules() if isinstance(m, torch.nn.ReLU)]
-    was_training = module.training
-    module.train(train)
     try:
-        with torch.no_grad():
+        with in_mode(module, train), torch.no_grad():
             module(to_torch(x_nchw, torch_device_of(module)))
     finally:
-        module.train(was_training)
         for h in hooks:
             h.remove()
     return count

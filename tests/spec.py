@@ -1,4 +1,9 @@
-"""Figures of ../shared/ARCHITECTURES.md, the spec the tests hold the code to."""
+"""Figures of ../shared/ARCHITECTURES.md, the spec the tests hold the code to, and the registry as test
+parameters."""
+
+import pytest
+
+import jaxcnn
 
 PARAMS = {
     "two_conv_net": 6_402, "conv_relu_conv": 19_392, "cnn_basic": 4_738_757, "cnn_bn_dropout": 4_739_498,
@@ -38,14 +43,43 @@ KEYS = {
 }
 
 NINE = sorted(PARAMS)
+# torchvision's state_dict prefixes (each with .weight and .bias; a BatchNorm's also running_mean, running_var and
+# num_batches_tracked): the convolutions' (and BatchNorms') indices in `features`, the Linears' in `classifier`.
+_VGG16 = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+_VGG19 = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
+_VGG16_BN = [0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40]
+_VGG19_BN = [0, 3, 7, 10, 14, 17, 20, 23, 27, 30, 33, 36, 40, 43, 46, 49]
+TORCHVISION_KEYS = {
+    "alexnet": ([0, 3, 6, 8, 10], [], [1, 4, 6]),
+    "vgg16": (_VGG16, [], [0, 3, 6]), "vgg19": (_VGG19, [], [0, 3, 6]),
+    "vgg16_bn": (_VGG16_BN, [i + 1 for i in _VGG16_BN], [0, 3, 6]),
+    "vgg19_bn": (_VGG19_BN, [i + 1 for i in _VGG19_BN], [0, 3, 6]),
+}
 
 
 def state_dict_keys(name: str) -> set[str]:
     """The full state_dict key set the spec implies for `name`."""
     leaves = {"": ("weight", "bias"), "nobias": ("weight",),
               "bn": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    if name in TORCHVISION_KEYS:
+        convs, batchnorms, linears = TORCHVISION_KEYS[name]
+        entries = ([f"features.{i}" for i in convs] + [f"features.{i}:bn" for i in batchnorms]
+                   + [f"classifier.{i}" for i in linears])
+    else:
+        entries = KEYS[name]
     keys = set()
-    for entry in KEYS[name]:
+    for entry in entries:
         prefix, _, kind = entry.partition(":")
         keys |= {f"{prefix}.{leaf}" for leaf in leaves[kind]}
     return keys
+
+
+# The fast set (pytest -m "not slow") checks the VGG family through one member, the one with BatchNorm
+# (every layer kind of the four); `make test` runs all four. They are the bulk of the suite's time.
+REPRESENTATIVE_VGG = "vgg16_bn"
+
+
+def registry(names=None) -> list:
+    """Test parameters over the registry (or `names`): VGGs other than REPRESENTATIVE_VGG marked slow."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n.startswith("vgg") and n != REPRESENTATIVE_VGG else n
+            for n in (jaxcnn.list_models() if names is None else names)]

@@ -15,6 +15,7 @@ import jaxcnn
 from jax import lax
 from jaxcnn.banded import banded_conv2d, block_width
 from parity import check
+from train import layerbench
 from train.optimizers import torch_sgd
 from train.step import init_state, make_train_step
 
@@ -68,8 +69,8 @@ def test_micro_batched_step_equals_whole_batch(name):
         assert np.max(np.abs(np.asarray(a) - np.asarray(b))) <= 1e-6 * max(1.0, float(np.max(np.abs(a))))
 
 
+@pytest.mark.slow
 def test_layerbench_smoke(capsys):
-    from train import layerbench
 
     layerbench.main(["--repeats", "1"])
     out = capsys.readouterr().out

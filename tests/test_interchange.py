@@ -11,10 +11,10 @@ import torch
 import jaxcnn
 from parity import __main__ as cli
 from parity import check, convert, io, suite, torch_models
-from tests import helpers
+from tests import helpers, spec
 
 
-@pytest.mark.parametrize("name", jaxcnn.list_models())
+@pytest.mark.parametrize("name", spec.registry())
 def test_round_trip_is_bit_exact(name):
     module, model, _, x = helpers.random_pair(name, batch=1)
     assert suite.round_trip_exact(module, model, x.shape)
@@ -50,7 +50,7 @@ def test_flax_to_torch_errors_list_missing_and_extra_variables():
     assert err.value.mismatched == ["params/fc_3/kernel: got (128, 9), expected (128, 10)"]
 
 
-@pytest.mark.parametrize("name", ["vgg16_bn", "vgg19_bn", "alexnet"])
+@pytest.mark.parametrize("name", spec.registry(["vgg16_bn", "vgg19_bn", "alexnet"]))
 def test_torchvision_networks_at_224_convert_both_ways(name):
     """Acceptance: torchvision-keyed weights, moved BatchNorm statistics, 224x224: equal outputs, exact return."""
     module, model = suite.random_original(name, seed=0)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import jaxcnn
+from jaxcnn import interchange
 from parity import check, convert
-from tests import helpers
+from tests import helpers, spec
 
 SEEDS = (0, 1, 2)
 
@@ -16,8 +17,13 @@ def random_original(name: str, seed: int, batch: int = 3):
     return module, model, x
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", jaxcnn.list_models())
+# VGG in the fast set: the representative, seed 0 (each VGG seed costs seconds, a small network's nothing).
+CASES = [pytest.param(name, seed, marks=[pytest.mark.slow] * (name.startswith("vgg")
+                                                              and (seed > 0 or name != spec.REPRESENTATIVE_VGG)))
+         for name in jaxcnn.list_models() for seed in SEEDS]
+
+
+@pytest.mark.parametrize("name,seed", CASES)
 def test_forward_parity(name, seed):
     module, model, x = random_original(name, seed)
     variables = convert.torch_to_flax(module, model, x)
@@ -37,7 +43,7 @@ def test_converted_variables_have_the_tree_of_model_init(name):
 def test_flatten_permutation_is_what_makes_linear_after_flatten_agree(monkeypatch):
     """Without the (C,H,W) -> (H,W,C) permutation of fc1, LeNet-5's outputs would differ."""
     module, model, x = random_original("lenet5_mnist", 0)
-    monkeypatch.setattr(convert, "_after_flatten", lambda calls: {})
+    monkeypatch.setattr(interchange, "_after_flatten", lambda calls: {})
     variables = convert.torch_to_flax(module, model, x)
     assert not check.compare_outputs(module, model, variables, x).ok
 

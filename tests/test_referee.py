@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from jaxcnn import interchange
 from parity import check, convert, referee
 from tests import helpers
 
@@ -62,7 +63,7 @@ def test_referee_passes_an_exact_flax_beside_a_noisy_torch():
 def test_referee_still_fails_a_wrong_port_beside_a_noisy_torch(monkeypatch):
     """Without the (C,H,W) -> (H,W,C) permutation of the first Linear, Flax is far from float64 too."""
     module, model, _, x = helpers.random_pair("lenet5_mnist", batch=4)
-    monkeypatch.setattr(convert, "_after_flatten", lambda calls: {})
+    monkeypatch.setattr(interchange, "_after_flatten", lambda calls: {})
     variables = convert.torch_to_flax(module, model, x)
     _noisy_float32(module, 1e-4)
     result = check.compare_outputs(module, model, variables, x)

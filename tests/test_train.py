@@ -64,6 +64,7 @@ def test_missing_and_broken_files_are_named(tiny_idx):
         data.load_idx(tiny_idx, verify=False)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not data.tensorflow_available(), reason="the TFDS route needs tensorflow")
 def test_tfds_route_gives_the_same_examples(tmp_path, mnist_data):
     manual = tmp_path / "downloads" / "manual"
@@ -241,6 +242,7 @@ def test_epoch_order_drops_the_partial_batch_and_is_reproducible():
     assert not np.array_equal(order, epoch_order(3, 3, 1050, 100))
 
 
+@pytest.mark.slow
 def test_loop_benchmark_runs_every_variant():
     for conv in ("auto", "xla"):
         results = loopbench.measure(steps=3, batch=8, conv=conv)

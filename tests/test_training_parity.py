@@ -12,7 +12,7 @@ SMALL = spec.NINE
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train-shared-dropout"])
-@pytest.mark.parametrize("name", jaxcnn.list_models())
+@pytest.mark.parametrize("name", spec.registry())
 def test_float32_gradients_equal_torch(name, train):
     """On inputs without near-kinks (see helpers.random_pair): sun_regressor at 64x64 and VGG-BN at 32x32
     (batch 2 in train mode, so that BatchNorm has statistics to take), where such inputs exist."""

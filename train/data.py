@@ -125,7 +125,10 @@ def load_tfds(dataset: str = "mnist", data_dir: str | Path | None = None,
     builder = tfds.builder(dataset, data_dir=str(data_dir) if data_dir else None)
     config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
     builder.download_and_prepare(download_config=config)
-    splits = {split: tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1)) for split in ("train", "test")}
+    splits = {}
+    for split in ("train", "test"):  # in batches: batch_size=-1 needs a known size, which mock data lacks
+        batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
+        splits[split] = {key: np.concatenate([b[key] for b in batches]) for key in ("image", "label")}
     return Dataset(dataset, splits["train"]["image"].astype(np.uint8), splits["train"]["label"].astype(np.int32),
                    splits["test"]["image"].astype(np.uint8), splits["test"]["label"].astype(np.int32))
 
