@@ -12,12 +12,10 @@ names the device and the versions. --quick runs few steps (a smoke test, not a m
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 
 import jax
-import numpy as np
 
 import torch
 
@@ -26,6 +24,7 @@ from parity import notebook_loops, torch_models
 from train import data as data_lib
 from train import fit, recipes, startup
 from train.step import epoch_order, variables_of
+from train.timing import median_seconds
 
 BENCH_MODELS = ("lenet5_mnist", "mnist_cnn")
 FAST_RECIPE = recipes.named("fast_99")  # time to 99% in a few epochs (train.recipes says how it was found)
@@ -33,12 +32,7 @@ ONE_EPOCH_RECIPE = recipes.named("one_epoch_99")  # >= 99% after one epoch
 
 
 def _median_rate(run, images_per_run: int, repeats: int) -> float:
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - start)
-    return images_per_run / statistics.median(seconds)
+    return images_per_run / median_seconds(run, repeats)
 
 
 def _recipe_run(recipe: dict, num_train: int, micro_batches: int | None = None) -> fit.Run:

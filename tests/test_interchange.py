@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-import jaxcnn
 from parity import __main__ as cli
 from parity import check, convert, io, suite, torch_models
 from tests import helpers, spec

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import jaxcnn
+from jaxcnn import layers
 from parity import check, steps, suite, training
 from tests import helpers, spec
 from train.optimizers import torch_adamw
@@ -59,7 +59,6 @@ def test_batchnorm_training_statistics_and_outputs_equal_torch(name):
 
 
 def test_batchnorm_check_detects_biased_running_variance(monkeypatch):
-    from jaxcnn import layers
     module, model, variables, _ = helpers.random_pair("cnn_bn_dropout", batch=2)
     batches = [check.sample_input("cnn_bn_dropout", (4, 3, 28, 28), seed) for seed in range(2)]
     original = layers.BatchNorm.__call__

@@ -17,7 +17,6 @@ from flax import linen as nn
 
 import jaxcnn
 from train import recipes
-from train.data import Dataset
 from train.optimizers import create_optimizer, learning_rate
 from train.step import Trainer, epoch_order
 

@@ -7,7 +7,6 @@ reshape pool), and Adam's update, each jitted alone.
 
 import argparse
 import itertools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +16,7 @@ from jax import lax
 
 from jaxcnn.banded import banded_conv2d
 from jaxcnn.tiles import tiled_max
+from train.timing import timed
 
 LAYERS = {"mnist_cnn conv1": ((64, 28, 28, 1), (3, 3, 1, 32), 1),
           "mnist_cnn conv2": ((64, 14, 14, 32), (3, 3, 32, 32), 1),
@@ -28,11 +28,8 @@ LAYERS = {"mnist_cnn conv1": ((64, 28, 28, 1), (3, 3, 1, 32), 1),
 def _ms(fn, *args, repeats: int) -> float:
     fn = jax.jit(fn)
     jax.block_until_ready(fn(*args))
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = fn(*args)
-    jax.block_until_ready(out)
-    return 1000 * (time.perf_counter() - start) / repeats
+    _, seconds = timed(lambda: [fn(*args) for _ in range(repeats)])
+    return 1000 * seconds / repeats
 
 
 def measure(repeats: int = 50) -> dict[str, float]:

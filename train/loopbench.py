@@ -8,7 +8,6 @@ slow with them, not with dots.
 """
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +16,7 @@ import numpy as np
 import jaxcnn
 from train.optimizers import torch_adam
 from train.step import epoch_order, init_state, make_train_step
+from train.timing import timed
 
 
 def measure(steps: int = 120, batch: int = 100, conv: str = "auto") -> dict[str, float]:
@@ -59,9 +59,7 @@ def measure(steps: int = 120, batch: int = 100, conv: str = "auto") -> dict[str,
     for name, fn in variants.items():
         jax.block_until_ready(fn(init_state(model, tx, key)))  # compile and warm up
         state = init_state(model, tx, key)
-        start = time.perf_counter()
-        jax.block_until_ready(fn(state))
-        results[name] = 1000 * (time.perf_counter() - start) / steps
+        results[name] = 1000 * timed(lambda: fn(state))[1] / steps
     return results
 
 
