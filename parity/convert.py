@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from flax import linen as nn
 
-from jaxcnn.interchange import (ConversionError, activation_to_torch, flatten_shapes, flax_name,  # noqa: F401
-                                load_torch_weights, torch_state_dict)
+from jaxcnn.interchange import ConversionError, flax_name  # noqa: F401  (re-exported: parity.convert's errors and names)
+from jaxcnn.interchange import load_torch_weights, torch_state_dict
 
 
 def torch_to_flax(module: torch.nn.Module | Mapping[str, torch.Tensor], model: nn.Module,

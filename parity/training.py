@@ -20,9 +20,10 @@ from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
 import jaxcnn
+from jaxcnn.interchange import activation_to_torch, flatten_shapes, flax_name
 from parity import referee
 from parity.check import exact_numerics, in_mode, to_nhwc, to_numpy, to_torch
-from parity.convert import activation_to_torch, flatten_shapes, flax_name, flax_to_torch
+from parity.convert import flax_to_torch
 from parity.device import torch_device_of
 
 def loss_kind(name: str) -> str:

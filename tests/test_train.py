@@ -212,6 +212,7 @@ def test_models_are_configured_for_mnist():
     assert kwargs == {"in_channels": 1, "num_classes": 10}
 
 
+@pytest.mark.slow
 def test_lenet5_adam_trajectory_equals_the_notebook_loop(mnist_data):
     """100 Adam steps of notebook 002's loop in torch and train.step in Flax, float64 on both sides."""
     subset = mnist_data.subset(10_000)
