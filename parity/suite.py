@@ -1,6 +1,8 @@
 """The parity suite behind `python -m parity`: forward, gradient and round-trip checks per registry model."""
 
+import copy
 import dataclasses
+import functools
 
 import numpy as np
 import torch
@@ -39,13 +41,22 @@ def move_batchnorm_statistics(module: torch.nn.Module, name: str, shape: tuple[i
     module.eval()
 
 
-def random_original(name: str, seed: int = 0, **kwargs):
-    """(torch original with random weights and moved BatchNorm statistics, jaxcnn model)."""
+@functools.lru_cache(maxsize=3)
+def _built_original(name: str, seed: int, kwargs: tuple) -> tuple[torch.nn.Module, torch.Tensor]:
     torch.manual_seed(seed)
-    module = torch_models.create(name, **kwargs)
-    model = jaxcnn.create_model(name, **kwargs)
-    move_batchnorm_statistics(module, name, input_shape(model, 2))
-    return module, model
+    module = torch_models.create(name, **dict(kwargs))
+    move_batchnorm_statistics(module, name, input_shape(jaxcnn.create_model(name, **dict(kwargs)), 2))
+    return module, torch.get_rng_state()
+
+
+def random_original(name: str, seed: int = 0, **kwargs):
+    """(torch original with random weights and moved BatchNorm statistics, jaxcnn model).
+
+    Each call returns a module of its own; the last few built are kept and copied (VGG's torch initialisation
+    takes seconds, a copy a fraction of one), and torch's random state is left as building it leaves it."""
+    module, rng_state = _built_original(name, seed, tuple(sorted(kwargs.items())))
+    torch.set_rng_state(rng_state)
+    return copy.deepcopy(module), jaxcnn.create_model(name, **kwargs)
 
 
 def kink_free_input(module, name: str, shape: tuple[int, ...], seed: int = 0, train: bool = False,

@@ -2,11 +2,17 @@
 
 import torch
 
-from parity import check, convert, suite
+from parity import check, convert, suite, torch_models
 
 
 def test_shape(model, batch: int, size: int = suite.AGNOSTIC_SIZE) -> tuple[int, ...]:
     return suite.input_shape(model, batch, size)
+
+
+def shapes_only(name: str, **kwargs) -> torch.nn.Module:
+    """The torch original on torch's meta device: its keys, shapes and parameter counts, no weights drawn."""
+    with torch.device("meta"):
+        return torch_models.create(name, **kwargs)
 
 
 def batchnorms(module):

@@ -79,7 +79,11 @@ def state_dict_keys(name: str) -> set[str]:
 REPRESENTATIVE_VGG = "vgg16_bn"
 
 
-def registry(names=None) -> list:
-    """Test parameters over the registry (or `names`): VGGs other than REPRESENTATIVE_VGG marked slow."""
-    return [pytest.param(n, marks=pytest.mark.slow) if n.startswith("vgg") and n != REPRESENTATIVE_VGG else n
+def registry(names=None, vgg: bool = True) -> list:
+    """Test parameters over the registry (or `names`): VGGs other than REPRESENTATIVE_VGG marked slow, and that one
+    too when vgg=False (for checks whose VGG layers another fast test covers)."""
+    def slow(name):
+        return name.startswith("vgg") and (name != REPRESENTATIVE_VGG or not vgg)
+
+    return [pytest.param(n, marks=pytest.mark.slow) if slow(n) else n
             for n in (jaxcnn.list_models() if names is None else names)]

@@ -89,7 +89,7 @@ def banded_cases(draw):
     return x_shape, (kh, kw, draw(st.integers(1, 5))), stride, padding, dilation
 
 
-@settings(max_examples=10, deadline=None, derandomize=True)
+@settings(max_examples=6, deadline=None, derandomize=True)  # each example compiles; 4 explicit ones besides
 @given(banded_cases())
 @example(((4, 28, 28, 1), (5, 5, 6), (1, 1), ((2, 2), (2, 2)), (1, 1)))  # LeNet-5's conv1 and conv2
 @example(((4, 14, 14, 6), (5, 5, 16), (1, 1), ((0, 0), (0, 0)), (1, 1)))

@@ -168,7 +168,7 @@ def test_blur_same_keeps_size_and_constants():
 CLASSIFIERS = [name for name in jaxcnn.list_models() if name != "conv_relu_conv"]
 
 
-@pytest.mark.parametrize("name", spec.registry(CLASSIFIERS))
+@pytest.mark.parametrize("name", spec.registry(CLASSIFIERS, vgg=False))  # fast: AlexNet's ReLUs and max pools
 def test_saliency_and_guided_backprop_equal_torch(name):
     kwargs, size = suite.gradient_settings(name)
     size = 32 if name.startswith("vgg") else size  # VGG at its smallest input, 32x32: a quarter of the time
@@ -196,7 +196,7 @@ def test_guided_hooks_leave_the_torch_module_as_it_was():
 
 
 @pytest.mark.parametrize("name,size,stride", [("mnist_cnn", 7, 3), ("lenet5_mnist", 5, 4), ("cnn_bn_dropout", 6, 5),
-                                              ("vgg16_bn", 16, 16)])
+                                              pytest.param("vgg16_bn", 16, 16, marks=pytest.mark.slow)])
 def test_occlusion_equals_torch(name, size, stride):
     module, model, variables, x = helpers.random_pair(name, 0, batch=1)
     with check.exact_numerics():

@@ -49,7 +49,7 @@ def test_flax_to_torch_errors_list_missing_and_extra_variables():
     assert err.value.mismatched == ["params/fc_3/kernel: got (128, 9), expected (128, 10)"]
 
 
-@pytest.mark.parametrize("name", spec.registry(["vgg16_bn", "vgg19_bn", "alexnet"]))
+@pytest.mark.parametrize("name", spec.registry(["vgg16_bn", "vgg19_bn", "alexnet"], vgg=False))
 def test_torchvision_networks_at_224_convert_both_ways(name):
     """Acceptance: torchvision-keyed weights, moved BatchNorm statistics, 224x224: equal outputs, exact return."""
     module, model = suite.random_original(name, seed=0)

@@ -47,7 +47,7 @@ def test_gradient_check_detects_a_wrong_gradient():
     assert "conv_stack.9.bias" in report.failures()
 
 
-@pytest.mark.parametrize("name", ["cnn_bn_dropout", "vgg16_bn"])
+@pytest.mark.parametrize("name", spec.registry(["cnn_bn_dropout", "vgg16_bn"], vgg=False))
 def test_batchnorm_training_statistics_and_outputs_equal_torch(name):
     module, model, variables, _ = helpers.random_pair(name, batch=2)
     shape = helpers.test_shape(model, 4 if name == "cnn_bn_dropout" else 2)
