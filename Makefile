@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# pytest-xdist: one worker per core (much of a test's time is single-threaded tracing and compilation).
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The main job: MNIST from $JAXCNN_DATA_DIR, else ../shared/data/mnist, else TFDS; TRAIN_ARGS passes flags.
 DATA_DIR ?= $(or $(JAXCNN_DATA_DIR),$(wildcard ../shared/data/mnist))
