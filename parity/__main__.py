@@ -69,7 +69,11 @@ def versions() -> dict[str, str]:
 
 def _convert(args) -> int:
     kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
-    direction = io.convert_file(args.model, args.source, args.target, **kwargs)
+    try:
+        direction = io.convert_file(args.model, args.source, args.target, overwrite=args.overwrite, **kwargs)
+    except FileExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{args.model}: {direction}: {args.source} -> {args.target}")
     return 0
 
@@ -88,6 +92,8 @@ def main(argv=None) -> int:
     convert = commands.add_parser("convert", help="convert a checkpoint file between torch and Flax")
     convert.add_argument("--model", required=True, choices=jaxcnn.list_models())
     convert.add_argument("--model-kwargs", help="JSON of create_model keyword arguments, e.g. '{\"num_classes\": 10}'")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace an existing target file (or orbax checkpoint directory)")
     convert.add_argument("source")
     convert.add_argument("target")
     args = parser.parse_args(argv)

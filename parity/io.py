@@ -5,6 +5,8 @@ A .safetensors file holds Flax variables when its keys are '/'-joined paths
 ('conv1.weight'). A directory is an orbax-checkpoint of Flax variables.
 """
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,21 @@ def save_flax(variables: Any, path: str | Path) -> None:
         with atomic_target(path) as tmp:
             safetensors.numpy.save_file(flat, str(tmp))
         return
+    if path.suffix in TORCH_SUFFIXES:
+        raise ValueError(f"{path.name}: a {path.suffix} name is for torch state_dicts; Flax variables go to "
+                         ".safetensors or a directory")
+    # orbax writes a new directory beside the target, which is renamed onto it only when complete.
+    tmp = path.absolute().with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path.absolute(), jax.device_get(dict(variables)), force=True)
+    checkpointer.save(tmp, jax.device_get(dict(variables)))
     checkpointer.wait_until_finished()
+    if path.is_dir():
+        if not _is_orbax_checkpoint(path):
+            shutil.rmtree(tmp)
+            raise FileExistsError(f"{path} is a directory that holds no orbax checkpoint: it is not replaced")
+        shutil.rmtree(path)
+    os.replace(tmp, path)
 
 
 def load_flax(path: str | Path, abstract: Any = None) -> dict:
@@ -90,12 +104,35 @@ def load_flax(path: str | Path, abstract: Any = None) -> dict:
     return dict(ocp.StandardCheckpointer().restore(path.absolute(), abstract))
 
 
-def convert_file(model_name: str, source: str | Path, target: str | Path, **model_kwargs) -> str:
+def _is_orbax_checkpoint(path: Path) -> bool:
+    return path.is_dir() and (path / "_CHECKPOINT_METADATA").is_file()
+
+
+def check_target(source: str | Path, target: str | Path, overwrite: bool = False) -> None:
+    """Refuses a target that is the source, or exists (unless overwrite; a directory only when it holds an orbax
+    checkpoint, a file only when it is a file): a conversion never destroys what it did not write."""
+    source, target = Path(source), Path(target)
+    if target.exists() and source.exists() and target.resolve() == source.resolve():
+        raise FileExistsError(f"{target} is the source itself: give another target")
+    if not target.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{target} exists: give a new target, or --overwrite (overwrite=True) to replace it")
+    if target.is_dir() and not _is_orbax_checkpoint(target):
+        raise FileExistsError(f"{target} is a directory that holds no orbax checkpoint: it is not replaced, even "
+                              "with --overwrite; give a new target")
+
+
+def convert_file(model_name: str, source: str | Path, target: str | Path, overwrite: bool = False,
+                 **model_kwargs) -> str:
     """Converts a checkpoint file between torch and Flax for the registry model `model_name`.
 
     torch (.pt/.pth/.bin or torch-keyed .safetensors) -> Flax (.safetensors or an orbax directory);
     Flax (.safetensors or orbax directory) -> torch (.pt/.pth or .safetensors). Returns the direction.
+    The target is written atomically and never replaces the source, nor an existing file or directory unless
+    `overwrite` (see check_target).
     """
+    check_target(source, target, overwrite)
     model = jaxcnn.create_model(model_name, **model_kwargs)
     module = torch_models.create(model_name, **model_kwargs)
     if holds_flax(source):

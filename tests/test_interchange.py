@@ -115,3 +115,31 @@ def test_cli_exits_non_zero_on_a_failure(monkeypatch, capsys):
 def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "parity", "--help"], capture_output=True, text=True, check=True)
     assert "convert" in out.stdout
+
+
+def test_conversion_never_destroys_what_it_did_not_write(tmp_path, capsys):
+    """Issue 15: an existing target, the source itself, a torch suffix for Flax, a foreign directory."""
+    source = tmp_path / "a.pt"
+    torch.save(torch_models.create("lenet5_mnist").state_dict(), source)
+    victim = tmp_path / "victim.pt"
+    victim.write_bytes(b"precious")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious")
+    convert = ["convert", "--model", "lenet5_mnist"]
+    assert cli.main(convert + [str(source), str(victim)]) == 2
+    assert "exists" in capsys.readouterr().err and victim.read_bytes() == b"precious"
+    assert cli.main(convert + [str(source), str(source)]) == 2
+    assert "source itself" in capsys.readouterr().err and io.load_torch_state(source)
+    assert cli.main(convert + ["--overwrite", str(source), str(folder)]) == 2
+    assert "holds no orbax checkpoint" in capsys.readouterr().err and (folder / "notes.txt").read_text() == "precious"
+    with pytest.raises(ValueError, match="torch state_dicts"):
+        io.convert_file("lenet5_mnist", source, tmp_path / "new.pth")  # torch -> Flax cannot go to .pth
+    assert not (tmp_path / "new.pth").exists()
+    # an orbax target: written whole, then replaced only with --overwrite; nothing left beside it
+    target = tmp_path / "ckpt"
+    assert cli.main(convert + [str(source), str(target)]) == 0
+    assert cli.main(convert + [str(source), str(target)]) == 2
+    assert cli.main(convert + ["--overwrite", str(source), str(target)]) == 0
+    assert io.holds_flax(target) and sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "ckpt", "folder",
+                                                                                    "victim.pt"]
