@@ -195,7 +195,7 @@ class Flatten(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: a batch of 0 has no size to infer from
 
 
 class BatchNorm(nn.Module):

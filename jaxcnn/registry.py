@@ -4,6 +4,7 @@ import dataclasses
 from typing import Callable, Sequence, Union
 
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.config import ModelConfig
@@ -93,7 +94,12 @@ class CourseNet(nn.Module):
         return (*hw(self.input_size), self.in_channels)
 
     def check_input(self, x: jax.Array) -> jax.Array:
-        """Raises a ValueError naming the expected (N, H, W, C) shape when x does not fit."""
+        """x as the network computes on it: integer, bool, float16 and bfloat16 pixels become float32 (the same
+        result as float32 input of those values); float32 and float64 pass. Raises a ValueError naming the
+        expected (N, H, W, C) shape when x does not fit."""
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
+            x = x.astype(jnp.float32)
         want = self.input_shape
         got = tuple(x.shape)
         fits = len(got) == len(want) + 1 and got[-1] == want[-1]

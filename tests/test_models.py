@@ -147,3 +147,25 @@ def test_summary_lists_layers_with_output_shapes_and_params():
     assert rows["fc1"] == ("Linear", (1, 120), 48120)
     text = str(table)
     assert "Total params: 61,706" in text and "[-1, 14, 14, 6]" in text
+
+
+@pytest.mark.parametrize("name", ["lenet5_mnist", "mnist_cnn", "cnn_bn_dropout"])
+def test_integer_bool_and_half_pixels_compute_what_float32_pixels_do(name):
+    """Issue 15: one rule for every registry network: such inputs become float32 (the kernels stay float32)."""
+    model = jaxcnn.create_model(name)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, *model.input_shape))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, *model.input_shape)))
+    reference = model.apply(variables, jnp.asarray(pixels, jnp.float32))
+    for dtype in (jnp.uint8, jnp.int32, jnp.float16, jnp.bfloat16):  # 0..255 is exact in all four
+        y = model.apply(variables, jnp.asarray(pixels, dtype))
+        assert y.dtype == jnp.float32 and jnp.array_equal(y, reference), dtype
+    as_bool = model.apply(variables, jnp.asarray(pixels > 127))
+    np.testing.assert_array_equal(as_bool, model.apply(variables, jnp.asarray(pixels > 127, jnp.float32)))
+
+
+@pytest.mark.parametrize("name", spec.registry(vgg=False))
+def test_a_batch_of_zero_gives_an_empty_output(name):
+    model = jaxcnn.create_model(name)
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *model.input_shape)))
+    y = jax.eval_shape(model.apply, variables, jax.ShapeDtypeStruct((0, *model.input_shape), jnp.float32))
+    assert y.shape[0] == 0
