@@ -153,9 +153,10 @@ def flatten_shapes(model: nn.Module, shape_nhwc: tuple[int, ...]) -> dict[tuple[
     return _after_flatten(trace_layers(model, shape_nhwc)[1])
 
 
-def _plan(model: nn.Module, torch_keys: Sequence[str], sample_shape_nchw) -> tuple[list[_Slot], list[str], list[str], set]:
-    """Matches torch keys to Flax variables. Returns (slots, unexpected torch keys, missing Flax paths, dropped keys)."""
-    leaves, calls = _traced(model, sample_shape_nchw)
+def _plan(traced: tuple[dict, list], torch_keys: Sequence[str]) -> tuple[list[_Slot], list[str], list[str], set]:
+    """Matches torch keys to the variables of a `_traced` model. Returns (slots, unexpected torch keys, missing
+    Flax paths, dropped keys)."""
+    leaves, calls = traced
     modules: dict[str, tuple[str, ...]] = {}
     for path in leaves:
         modules.setdefault("_".join(path[1:-1]), path[1:-1])
@@ -192,7 +193,11 @@ def torch_keys(model: nn.Module, sequentials: Sequence[str] | None = None, sampl
     """
     if sequentials is None:
         sequentials = registry.config_of(model).torch_sequentials
-    leaves, calls = _traced(model, sample_shape_nchw)
+    return _keys(_traced(model, sample_shape_nchw), sequentials)
+
+
+def _keys(traced: tuple[dict, list], sequentials: Sequence[str]) -> list[str]:
+    leaves, calls = traced
     by_module: dict[tuple[str, ...], set[tuple[str, str]]] = {}
     for path in leaves:
         by_module.setdefault(path[1:-1], set()).add((path[0], path[-1]))
@@ -231,7 +236,7 @@ def load_torch_weights(model: nn.Module, source: str | Path | Mapping[str, Any],
         ConversionError listing every missing key, unexpected key and shape mismatch.
     """
     state = read_torch_safetensors(source) if isinstance(source, (str, Path)) else dict(source)
-    slots, unexpected, missing, _ = _plan(model, list(state), sample_shape_nchw)
+    slots, unexpected, missing, _ = _plan(_traced(model, sample_shape_nchw), list(state))
     mismatched = [f"{s.torch_key}: got {tuple(np.shape(state[s.torch_key]))}, the model expects {s.torch_shape()}"
                   for s in slots if tuple(np.shape(state[s.torch_key])) != s.torch_shape()]
     if unexpected or missing or mismatched:
@@ -252,8 +257,9 @@ def torch_state_dict(model: nn.Module, variables: Mapping, keys: Sequence[str] |
     Raises:
         ConversionError when the keys, the model and the variables disagree.
     """
-    keys = list(torch_keys(model, sample_shape_nchw=sample_shape_nchw) if keys is None else keys)
-    slots, unexpected, missing, dropped = _plan(model, keys, sample_shape_nchw)
+    traced = _traced(model, sample_shape_nchw)  # once, for the keys and the plan
+    keys = list(_keys(traced, registry.config_of(model).torch_sequentials) if keys is None else keys)
+    slots, unexpected, missing, dropped = _plan(traced, keys)
     given = flatten_dict(dict(variables))
     absent = ["/".join(s.flax_path) for s in slots if s.flax_path not in given]
     extra = ["/".join(p) for p in given if p not in {s.flax_path for s in slots}]

@@ -80,17 +80,19 @@ def save_flax(variables: Any, path: str | Path) -> None:
         raise ValueError(f"{path.name}: a {path.suffix} name is for torch state_dicts; Flax variables go to "
                          ".safetensors or a directory")
     # orbax writes a new directory beside the target, which is renamed onto it only when complete.
+    if path.is_dir() and not _is_orbax_checkpoint(path):
+        raise FileExistsError(f"{path} is a directory that holds no orbax checkpoint: it is not replaced")
     tmp = path.absolute().with_name(f".{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(tmp, jax.device_get(dict(variables)))
-    checkpointer.wait_until_finished()
-    if path.is_dir():
-        if not _is_orbax_checkpoint(path):
-            shutil.rmtree(tmp)
-            raise FileExistsError(f"{path} is a directory that holds no orbax checkpoint: it is not replaced")
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    try:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(tmp, jax.device_get(dict(variables)))
+        checkpointer.wait_until_finished()
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the rename happened
 
 
 def load_flax(path: str | Path, abstract: Any = None) -> dict:

@@ -24,7 +24,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxcnn.preprocess import PREPROCESS
 
 
-
 # Measured on this project's 2-core CPU (python -m parity.bench --micro-batches K): mnist_cnn batch 64
 # 12.8 ms/step whole, 11.4 in 2 parts, 10.0 in 4; more parts leave too little work per part. LeNet-5, whose
 # convolutions are dots (multi-threaded already): 5.0 whole, 4.9 in 2 parts, 5.2 in 4, so it is not split.
