@@ -109,20 +109,32 @@ class _Slot:
         return (shape[-1], shape[-2], *shape[:-2])  # (*k, I, O) -> (O, I, *k); (in, out) -> (out, in)
 
     def to_flax(self, w: np.ndarray) -> np.ndarray:
-        if self.flax_path[-1] != "kernel":
-            return w
-        if self.flatten_from is not None:  # features (C, *spatial) -> (*spatial, C)
-            *spatial, c = self.flatten_from
-            w = np.moveaxis(w.reshape(w.shape[0], c, *spatial), 1, -1).reshape(w.shape[0], -1)
-        return np.transpose(w, (*range(2, w.ndim), 1, 0))
+        return kernel_to_flax(w, self.flatten_from) if self.flax_path[-1] == "kernel" else w
 
     def to_torch(self, w: np.ndarray) -> np.ndarray:
-        if self.flax_path[-1] != "kernel":
-            return w
-        w = np.transpose(w, (w.ndim - 1, w.ndim - 2, *range(w.ndim - 2)))
-        if self.flatten_from is not None:  # input features (*spatial, C) -> (C, *spatial), rows as a batch
-            w = activation_to_torch(w, self.flatten_from)
-        return w
+        return kernel_to_torch(w, self.flatten_from) if self.flax_path[-1] == "kernel" else w
+
+
+def kernel_to_flax(w: np.ndarray, flatten_from: tuple[int, ...] | None = None) -> np.ndarray:
+    """A torch conv weight (O, I, *k) as a kernel (*k, I, O); a Linear weight (out, in) as (in, out).
+
+    flatten_from: for a Linear fed by a channels-last flatten of (N, *spatial, C), that (*spatial, C): its input
+    features are permuted from torch's (C, *spatial) order to (*spatial, C).
+    """
+    w = np.asarray(w)
+    if flatten_from is not None:
+        *spatial, c = flatten_from
+        w = np.moveaxis(w.reshape(w.shape[0], c, *spatial), 1, -1).reshape(w.shape[0], -1)
+    return np.transpose(w, (*range(2, w.ndim), 1, 0))
+
+
+def kernel_to_torch(w: np.ndarray, flatten_from: tuple[int, ...] | None = None) -> np.ndarray:
+    """The inverse of kernel_to_flax."""
+    w = np.asarray(w)
+    w = np.transpose(w, (w.ndim - 1, w.ndim - 2, *range(w.ndim - 2)))
+    if flatten_from is not None:  # input features (*spatial, C) -> (C, *spatial), rows as a batch
+        w = activation_to_torch(w, flatten_from)
+    return w
 
 
 def _after_flatten(calls) -> dict[tuple[str, ...], tuple[int, ...]]:

@@ -297,21 +297,30 @@ def avg_pool(x: jax.Array, kernel_size: Size, stride: Size | None = None, paddin
     return y[(slice(None), *(slice(0, o) for o in out))]
 
 
+def _adaptive_pool(x: jax.Array, output_size: Size, reduce) -> jax.Array:
+    n = x.ndim - 2
+    for axis, o in enumerate(_per_axis(output_size, n, "output_size"), start=1):
+        size = x.shape[axis]
+        if size % o == 0:
+            x = reduce(x.reshape(*x.shape[:axis], o, size // o, *x.shape[axis + 1:]), axis + 1, False)
+        else:
+            bins = [reduce(lax.slice_in_dim(x, (i * size) // o, -(-((i + 1) * size) // o), axis=axis), axis, True)
+                    for i in range(o)]
+            x = jnp.concatenate(bins, axis=axis)
+    return x
+
+
 def adaptive_avg_pool(x: jax.Array, output_size: Size) -> jax.Array:
     """torch.nn.functional.adaptive_avg_pool{1,2,3}d on (N, *spatial, C).
 
     Bin i of an axis of length n pooled to o spans [floor(i*n/o), ceil((i+1)*n/o)).
     """
-    n = x.ndim - 2
-    for axis, o in enumerate(_per_axis(output_size, n, "output_size"), start=1):
-        size = x.shape[axis]
-        if size % o == 0:
-            x = x.reshape(*x.shape[:axis], o, size // o, *x.shape[axis + 1:]).mean(axis + 1)
-        else:
-            bins = [lax.slice_in_dim(x, (i * size) // o, -(-((i + 1) * size) // o), axis=axis).mean(axis, keepdims=True)
-                    for i in range(o)]
-            x = jnp.concatenate(bins, axis=axis)
-    return x
+    return _adaptive_pool(x, output_size, lambda a, axis, keep: a.mean(axis, keepdims=keep))
+
+
+def adaptive_max_pool(x: jax.Array, output_size: Size) -> jax.Array:
+    """torch.nn.functional.adaptive_max_pool{1,2,3}d on (N, *spatial, C), with adaptive_avg_pool's bins."""
+    return _adaptive_pool(x, output_size, lambda a, axis, keep: a.max(axis, keepdims=keep))
 
 
 class MaxPool(nn.Module):

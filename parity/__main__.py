@@ -1,9 +1,11 @@
 """python -m parity [check] [--models ...] [--json PATH]   |   python -m parity convert --model NAME SRC DST
+   |   python -m parity port path/to/file.py:ClassName --input-shape N,C,H,W --out DIR
 
 check: every registry model (or those named) through forward, gradient and round-trip checks
 against its torch original; prints a table, exits non-zero if any fails.
 convert: a checkpoint between torch (.pt/.pth, torch-keyed .safetensors) and Flax
 (.safetensors, orbax directory); the direction follows from the source.
+port: your own torch nn.Module as a readable Flax module (DIR/model.py) with its weights and a parity report.
 """
 
 import argparse
@@ -18,6 +20,7 @@ import torch
 
 import jaxcnn
 from parity import device, io, suite
+from parity.port import cli as port_cli
 
 
 COLUMNS = (("model", 15), ("parameters", 12), ("forward", 8), ("f64 flax", 8), ("f64 torch", 9), ("gradient", 8),
@@ -96,9 +99,11 @@ def main(argv=None) -> int:
                          help="replace an existing target file (or orbax checkpoint directory)")
     convert.add_argument("source")
     convert.add_argument("target")
+    port_cli.add_parser(commands)
     args = parser.parse_args(argv)
     device.deterministic_xla()  # before JAX starts its backends
-    return _convert(args) if args.command == "convert" else _check(args)
+    commands = {"convert": _convert, "port": port_cli.run}
+    return commands.get(args.command, _check)(args)
 
 
 if __name__ == "__main__":

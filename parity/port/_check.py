@@ -1,0 +1,173 @@
+"""The parity report of a port: forward outputs and gradients (eval mode, and train mode where BatchNorm or
+Dropout make it differ, Dropout masks replayed), BatchNorm's updated statistics, the weight round trip; each
+judged against the torch module in float64 (parity.referee)."""
+
+import copy
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.fx as fx
+from flax import linen as nn
+from flax.traverse_util import flatten_dict
+
+from parity import referee
+from parity.check import exact_numerics
+from parity.port._layout import Layout
+from parity.port._trace import _symbolic_trace
+from parity.port._weights import load_state_dict, numpy_state_dict, torch_state_dict
+
+FORWARD_TOLERANCE, GRADIENT_TOLERANCE = 1e-5, 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Per check, the verdict (flax-torch, flax-float64, torch-float64 distances and the criterion that held)."""
+    verdicts: dict[str, referee.Verdict]
+    round_trip_exact: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.round_trip_exact and all(v.ok for v in self.verdicts.values())
+
+    def table(self) -> str:
+        lines = [f"| {'check':<24} | {'flax-torch':>10} | {'flax-f64':>9} | {'torch-f64':>9} | {'gate':>6} | criterion       |",
+                 "|" + "-" * 26 + "|" + "-" * 12 + "|" + "-" * 11 + "|" + "-" * 11 + "|" + "-" * 8 + "|" + "-" * 17 + "|"]
+        for name, v in self.verdicts.items():
+            lines.append(f"| {name:<24} | {v.flax_torch:>10.1e} | {v.flax_float64:>9.1e} | {v.torch_float64:>9.1e} "
+                         f"| {v.tolerance:>6.0e} | {v.criterion:<15} |")
+        lines.append(f"| {'round trip':<24} | {'bit-exact' if self.round_trip_exact else 'DIFFERS':>10} | "
+                     f"{'':>9} | {'':>9} | {'':>6} | {'strict load':<15} |")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "round_trip_exact": self.round_trip_exact,
+                "checks": {k: dataclasses.asdict(v) | {"ok": v.ok} for k, v in self.verdicts.items()}}
+
+
+class _Replay(fx.Interpreter):
+    """Runs a traced module with each dropout applying a given mask (node name -> keep mask, torch layout)."""
+
+    def __init__(self, gm: fx.GraphModule, masks: dict[str, torch.Tensor]):
+        super().__init__(gm)
+        self.masks = masks
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.name not in self.masks:
+            return super().run_node(n)
+        x = self.env[n.args[0]] if isinstance(n.args[0], fx.Node) else n.args[0]
+        if n.op == "call_module":
+            rate = self.module.get_submodule(n.target).p
+        else:
+            rate = n.kwargs.get("p", n.args[1] if len(n.args) > 1 else 0.5)
+        return torch.where(self.masks[n.name].to(x.device), x / (1.0 - rate), 0.0)
+
+
+def _outputs(y) -> list:
+    return list(y) if isinstance(y, (tuple, list)) else [y]
+
+
+def _loss_torch(outputs, targets):
+    return sum(torch.mean((y - torch.as_tensor(t, dtype=y.dtype)) ** 2) for y, t in zip(outputs, targets))
+
+
+def _torch_run(module: torch.nn.Module, x: np.ndarray, targets: list, masks: dict, train: bool):
+    """(outputs, loss, gradients, state_dict after) of one forward/backward of a copy of `module`."""
+    module = copy.deepcopy(module)
+    module.train(train)
+    run = _Replay(_symbolic_trace(module), masks).run if masks else module
+    with exact_numerics():
+        outputs = _outputs(run(torch.as_tensor(x)))
+        loss = _loss_torch(outputs, targets)
+        loss.backward()
+    grads = {n: p.grad.detach().double().numpy() for n, p in module.named_parameters() if p.grad is not None}
+    state = {k: v.detach().double().numpy() for k, v in module.state_dict().items()}
+    return [o.detach().double().numpy() for o in outputs], float(loss.detach()), grads, state
+
+
+def _torch_masks(model: nn.Module, intermediates: Any) -> dict[str, torch.Tensor]:
+    """The Flax run's dropout masks, per torch graph node, in torch's layout."""
+    sown = {path[0]: list(masks) for path, masks in flatten_dict(intermediates or {}).items() if path[-1] == "keep"}
+    masks = {}
+    for node, module, perm, flat_from in type(model).TORCH_DROPOUTS:
+        if sown.get(module):
+            mask = sown[module].pop(0)
+            masks[node] = torch.from_numpy(Layout(tuple(perm), flat_from and tuple(flat_from)).to_torch(mask).copy())
+    return masks
+
+
+def _flax_run(model: nn.Module, variables: dict, x: np.ndarray, targets: list, train: bool, seed: int):
+    output_layouts = []
+
+    def loss_fn(params):
+        v = {**variables, "params": params}
+        if train:
+            y, new = model.apply(v, x, train=True, mutable=["batch_stats", "intermediates"],
+                                 rngs={"dropout": jax.random.key(seed)})
+        else:
+            y, new = model.apply(v, x), {}
+        ys = _outputs(y)
+        output_layouts[:] = [Layout.channels_last(o.ndim) for o in ys]
+        ts = [jnp.asarray(Layout.channels_last(t.ndim).to_flax(t)) for t in targets]
+        return sum(jnp.mean((a - t) ** 2) for a, t in zip(ys, ts)), (ys, new)
+
+    with exact_numerics():
+        (loss, (ys, new)), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+    outputs = [l.to_torch(np.asarray(o, np.float64)) for l, o in zip(output_layouts, ys)]
+    return outputs, float(loss), grads, new
+
+
+def _judge_mapping(flax: dict, torch_: dict, float64: dict, tolerance: float, floor_fraction: float = 0.0):
+    floor = floor_fraction * max((float(np.max(np.abs(g))) for g in float64.values() if g.size), default=0.0)
+    return referee.combine(referee.judge_each(flax, torch_, float64, tolerance, floor).values())
+
+
+def _mode(module, model, variables, x, targets, train: bool, seed: int) -> dict[str, referee.Verdict]:
+    outputs, _, grads, new = _flax_run(model, variables, Layout.channels_last(x.ndim).to_flax(x), targets, train,
+                                       seed)
+    masks = _torch_masks(model, new.get("intermediates")) if train else {}
+    t_out, _, t_grads, t_state = _torch_run(module, x, targets, masks, train)
+    r_out, _, r_grads, r_state = _torch_run(referee.float64_copy(module), x.astype(np.float64),
+                                            [t.astype(np.float64) for t in targets], masks, train)
+    suffix = " (train)" if train else ""
+    out = referee.combine(referee.judge(o, t, r, FORWARD_TOLERANCE, floor=1.0) for o, t, r in zip(outputs, t_out, r_out))
+    state = {**{k: v for k, v in variables.items() if k != "params"}, "params": grads}
+    ours = {k: v.astype(np.float64) for k, v in numpy_state_dict(model, state).items() if k in t_grads}
+    verdicts = {f"forward{suffix}": out,
+                f"gradients{suffix}": _judge_mapping(ours, t_grads, r_grads, GRADIENT_TOLERANCE, 1e-2)}
+    if train and "batch_stats" in variables:
+        stats = numpy_state_dict(model, {**variables, "batch_stats": new["batch_stats"]})
+        keys = [k for k in t_state if k.endswith(("running_mean", "running_var"))]
+        verdicts["batch statistics (train)"] = _judge_mapping(
+            {k: stats[k].astype(np.float64) for k in keys}, {k: t_state[k] for k in keys},
+            {k: r_state[k] for k in keys}, FORWARD_TOLERANCE)
+    return verdicts
+
+
+def round_trip_exact(module: torch.nn.Module, model: nn.Module) -> bool:
+    """torch state_dict -> Flax -> torch gives every tensor back bit for bit, and loads strictly into the module."""
+    state = module.state_dict()
+    tensors = torch_state_dict(model, load_state_dict(model, state), dropped=state)
+    copy.deepcopy(module).load_state_dict(tensors, strict=True)
+    return list(tensors) == list(state) and all(
+        torch.equal(tensors[k], state[k].cpu()) and tensors[k].dtype == state[k].dtype for k in state)
+
+
+def check(module: torch.nn.Module, model: nn.Module, variables: dict, x_nchw: Any, seed: int = 0) -> Report:
+    """The parity report of a port (`model`, `variables`) of `module` on the torch-layout input `x_nchw`.
+
+    Eval mode always; train mode too when the model has BatchNorm or Dropout. The loss of the gradient checks
+    is the mean squared error of every output against fixed uniform targets."""
+    x = np.asarray(x_nchw, np.float32)
+    module = copy.deepcopy(module).cpu().float()
+    with torch.no_grad():
+        shapes = [tuple(o.shape) for o in _outputs(module.eval()(torch.as_tensor(x)))]
+    rng = np.random.default_rng(seed)
+    targets = [rng.uniform(0, 1, s).astype(np.float32) for s in shapes]
+    verdicts = _mode(module, model, variables, x, targets, False, seed)
+    if "batch_stats" in variables or type(model).TORCH_DROPOUTS:
+        verdicts |= _mode(module, model, variables, x, targets, True, seed)
+    return Report(verdicts, round_trip_exact(module, model))

@@ -1,0 +1,80 @@
+"""A ported module's weights both ways, by the `TORCH_WEIGHTS` table its generated class carries: torch
+state_dict -> Flax variables and back, strictly (every key, every shape), bit for bit."""
+
+from typing import Any, Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+import torch
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+from jaxcnn.interchange import ConversionError, kernel_to_flax, kernel_to_torch
+
+Table = Sequence[tuple]  # (torch key, Flax path or None, kind, torch shape, flatten_from or None)
+
+
+def _table(model_or_table: Any) -> Table:
+    table = getattr(model_or_table, "TORCH_WEIGHTS", model_or_table)
+    if not isinstance(table, (tuple, list)):
+        raise TypeError(f"{type(model_or_table).__name__} is not a ported module (it has no TORCH_WEIGHTS table)")
+    return table
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+
+
+def load_state_dict(model: Any, state: Mapping[str, Any]) -> dict:
+    """Flax variables of a ported module from the torch module's state_dict (tensors or arrays).
+
+    Raises ConversionError listing every missing key, unexpected key and shape mismatch.
+    """
+    table = _table(model)
+    known = {row[0] for row in table}
+    missing = [row[0] for row in table if row[0] not in state]
+    unexpected = [k for k in state if k not in known]
+    mismatched = [f"{key}: got {tuple(np.shape(state[key]))}, the module expects {tuple(shape)}"
+                  for key, path, _, shape, _ in table
+                  if key in state and path is not None and tuple(np.shape(state[key])) != tuple(shape)]
+    if missing or unexpected or mismatched:
+        raise ConversionError(missing, unexpected, mismatched, "torch -> Flax (ported module)")
+    flat = {}
+    for key, path, kind, _, flatten_from in table:
+        if path is None:
+            continue
+        w = _as_numpy(state[key])
+        w = kernel_to_flax(w, tuple(flatten_from) if flatten_from else None) if kind == "kernel" else w
+        flat[tuple(path.split("/"))] = jnp.array(w, copy=True)
+    return unflatten_dict(flat)
+
+
+def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """The torch state_dict (numpy arrays, torch's key order) of a ported module's variables.
+
+    dropped: values for what Flax does not keep (BatchNorm's num_batches_tracked), e.g. the original
+    state_dict; default 0.
+    Raises ConversionError when the variables lack an entry of the table or hold one it does not know.
+    """
+    table = _table(model)
+    given = {"/".join(k): v for k, v in flatten_dict(dict(variables)).items()}
+    paths = {row[1] for row in table if row[1] is not None}
+    absent = [p for p in paths if p not in given]
+    extra = [p for p in given if p not in paths]
+    if absent or extra:
+        raise ConversionError(absent, extra, [], "Flax (ported module) -> torch")
+    state = {}
+    for key, path, kind, _, flatten_from in table:
+        if path is None:
+            state[key] = _as_numpy(dropped[key]) if dropped and key in dropped else np.zeros((), np.int64)
+            continue
+        w = np.asarray(given[path])
+        w = kernel_to_torch(w, tuple(flatten_from) if flatten_from else None) if kind == "kernel" else w
+        state[key] = np.array(w, copy=True, order="C")
+    return state
+
+
+def torch_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] | None = None) -> dict:
+    """`numpy_state_dict` as torch tensors: `torch_module.load_state_dict(torch_state_dict(model, variables))`
+    loads strictly into the module the port was made from."""
+    return {k: torch.from_numpy(v) for k, v in numpy_state_dict(model, variables, dropped).items()}

@@ -1,0 +1,219 @@
+"""parity.port: the user's own torch networks as Flax modules, proven equal; refusals that name every problem."""
+
+import inspect
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+from flax.traverse_util import flatten_dict
+
+import jaxcnn
+from parity import check as parity_check
+from parity import device, suite
+from parity import port
+from parity.port._layout import Layout
+from tests import helpers, port_nets, spec
+
+
+def _loss(model, kind):
+    def loss(params, state, x, targets):
+        y = model.apply({**state, "params": params}, x)
+        if kind == "mse":
+            return jnp.mean((y - targets) ** 2)
+        return optax.softmax_cross_entropy_with_integer_labels(y, targets).mean()
+    return loss
+
+
+def _relative(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
+
+
+@pytest.mark.parametrize("name", spec.registry(vgg=False))
+def test_porting_a_registry_original_reproduces_jaxcnn(name):
+    """The port of each torch original computes jaxcnn's network: outputs within 1e-5, gradients within 1e-4
+    (on the gradient check's kink-free input and settings), the same variable tree, and every parity check."""
+    module, model, variables, x, targets, kind = suite.gradient_case(name, 0, device.resolve("cpu"))
+    ported = port.build(module, x)
+    assert jax.tree_util.tree_structure(ported.variables) == jax.tree_util.tree_structure(variables)
+    x_nhwc = parity_check.to_nhwc(x)
+    y, y_ported = model.apply(variables, x_nhwc), ported.module.apply(ported.variables, x_nhwc)
+    assert y.shape == y_ported.shape
+    assert float(np.max(np.abs(y_ported - y)) / max(1.0, float(np.max(np.abs(y))))) <= 1e-5
+
+    targets = parity_check.to_nhwc(targets)
+    ours, theirs = (jax.grad(_loss(m, kind))(v["params"], {k: a for k, a in v.items() if k != "params"}, x_nhwc, targets)
+                    for m, v in ((ported.module, ported.variables), (model, variables)))
+    worst = max(_relative(a, b) for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)))
+    assert worst <= 1e-4
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok, report.table()
+
+
+@pytest.mark.parametrize("name", sorted(port_nets.NETWORKS))
+def test_written_networks_port_in_eval_and_train_mode(name):
+    cls, shape = port_nets.NETWORKS[name]
+    torch.manual_seed(0)
+    module = cls()
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    ported = port.build(module, x)
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok, report.table()
+    has_state = any(isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout)) for m in module.modules())
+    trains = {"forward (train)", "gradients (train)"} <= set(report.verdicts)
+    assert trains == (has_state or "dropout(" in inspect.getsource(cls))
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        assert "batch statistics (train)" in report.verdicts
+
+
+def test_train_mode_replays_every_dropout_mask():
+    torch.manual_seed(0)
+    module = port_nets.Functional()
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    ported = port.build(module, x)
+    _, new = ported.module.apply(ported.variables, parity_check.to_nhwc(x), train=True, mutable=["intermediates"],
+                                 rngs={"dropout": jax.random.key(0)})
+    (mask,) = flatten_dict(new["intermediates"]).values()
+    assert 0.6 < float(np.mean(mask[0])) < 0.9  # rate 0.25: the mask is drawn, not all-ones
+    assert [row[0] for row in type(ported.module).TORCH_DROPOUTS] == ["dropout"]
+
+
+@pytest.mark.parametrize("name", ["lenet5_mnist", "mnist_cnn", "signal_1d", "volume_3d"])
+def test_a_flatten_into_a_linear_permutes_its_weights_and_transposes_nothing(name):
+    if name in port_nets.NETWORKS:
+        cls, shape = port_nets.NETWORKS[name]
+        torch.manual_seed(0)
+        module = cls()
+    else:
+        module, model, _, x = helpers.random_pair(name, batch=2)
+        shape = x.shape
+    ported = port.build(module, np.zeros(shape, np.float32))
+    call = ported.source[ported.source.index("def __call__"):]
+    assert "transpose" not in call and "moveaxis" not in call
+    assert any(row[4] is not None for row in type(ported.module).TORCH_WEIGHTS)
+
+
+def test_the_written_model_py_is_the_ported_module(tmp_path):
+    torch.manual_seed(0)
+    module = port_nets.TinyResNet()
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    ported = port.build(module, x)
+    port.save(ported, tmp_path)
+    model, variables = port.load(tmp_path)
+    assert (tmp_path / "model.py").read_text() == ported.source
+    assert type(model).__name__ == "TinyResNet"
+    x_nhwc = parity_check.to_nhwc(x)
+    np.testing.assert_array_equal(model.apply(variables, x_nhwc), ported.module.apply(ported.variables, x_nhwc))
+    report = port.check(module, model, variables, x)
+    assert report.ok, report.table()
+
+
+def test_any_batch_size_after_tracing_with_one():
+    torch.manual_seed(0)
+    module = port_nets.Functional().eval()
+    model, variables = port.port(module, np.zeros((2, 1, 28, 28), np.float32))
+    for batch in (1, 5, 0):
+        x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(model.apply(variables, parity_check.to_nhwc(x)), expected, atol=1e-6)
+
+
+def test_a_wrong_weight_layout_fails_the_check():
+    module, model, _, x = helpers.random_pair("lenet5_mnist", batch=2)
+    ported = port.build(module, x)
+    bad = jax.tree_util.tree_map(lambda a: a, ported.variables)
+    bad["params"]["fc1"]["kernel"] = jnp.asarray(module.fc1.weight.detach().numpy().T)  # torch's (C, H, W) order
+    report = port.check(module, ported.module, bad, x)
+    assert not report.ok and not report.verdicts["forward"].ok
+
+
+def test_every_unsupported_operation_is_listed_with_its_line():
+    source, first = inspect.getsourcelines(port_nets.Unsupported.forward)
+    expected = {"Upsample": "self.up(", "LayerNorm": "self.norm(", "tensor indexing": "[:, :, ::2]",
+                "Tensor.clamp": ".clamp("}
+    line = {what: first + i for i, text in enumerate(source) for what, marker in expected.items() if marker in text}
+    with pytest.raises(port.PortError) as err:
+        port.build(port_nets.Unsupported(), np.zeros((1, 1, 8, 8), np.float32))
+    message = str(err.value)
+    assert "4 operation(s) are not supported" in message and "nothing was ported" in message
+    for what in expected:
+        (row,) = [r for r in message.splitlines() if what in r]
+        assert f"port_nets.py:{line[what]}:" in row, row
+
+
+@pytest.mark.parametrize("cls, words", [
+    (port_nets.Branching, "branches on self.training"),
+    (port_nets.DataDependent, "Control flow that depends on tensor values"),
+    (port_nets.Unused, "spare.weight"),
+    (port_nets.CumulativeBatchNorm, "momentum=None"),
+])
+def test_refusals_say_what_to_change(cls, words):
+    with pytest.raises(port.PortError, match=words.replace(".", r"\.")):
+        port.build(cls(), np.zeros((2, 1, 8, 8), np.float32))
+
+
+def test_a_wrong_input_shape_names_the_flag():
+    with pytest.raises(port.PortError, match="--input-shape"):
+        port.build(port_nets.Functional(), np.zeros((2, 3, 28, 28), np.float32))
+
+
+def test_trained_weights_both_ways_bit_for_bit():
+    torch.manual_seed(0)
+    module = port_nets.Signal1d()
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    for _ in range(3):  # moves weights, running statistics and num_batches_tracked
+        optimizer.zero_grad()
+        module(torch.randn(8, 2, 40)).square().mean().backward()
+        optimizer.step()
+    state = module.state_dict()
+    ported = port.build(module, np.zeros((2, 2, 40), np.float32))
+    variables = port.load_state_dict(ported.module, state)
+    back = port.torch_state_dict(ported.module, variables, dropped=state)
+    assert list(back) == list(state)
+    assert all(torch.equal(back[k], state[k]) and back[k].dtype == state[k].dtype for k in state)
+    fresh = port_nets.Signal1d()
+    fresh.load_state_dict(port.torch_state_dict(ported.module, variables), strict=True)
+    assert int(fresh.features[1].num_batches_tracked) == 0  # Flax keeps no count: 0 unless `dropped` gives it
+
+
+def test_a_state_dict_that_does_not_fit_lists_every_difference():
+    torch.manual_seed(0)
+    ported = port.build(port_nets.Functional(), np.zeros((1, 1, 28, 28), np.float32))
+    state = dict(port_nets.Functional().state_dict())
+    state.pop("conv1.bias")
+    state["extra.weight"] = torch.zeros(1)
+    state["fc2.weight"] = torch.zeros(3, 3)
+    with pytest.raises(jaxcnn.ConversionError) as err:
+        port.load_state_dict(ported.module, state)
+    assert err.value.missing == ["conv1.bias"] and err.value.unexpected == ["extra.weight"]
+    assert "fc2.weight" in err.value.mismatched[0]
+
+
+def test_layouts_round_trip():
+    a = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    for layout in (Layout.channels_last(4), Layout.same(4), Layout((0, 3, 2, 1))):
+        np.testing.assert_array_equal(layout.to_torch(layout.to_flax(a)), a)
+    flat = Layout.flat((4, 5, 3))
+    f = a.reshape(2, -1)
+    np.testing.assert_array_equal(flat.to_torch(flat.to_flax(f)), f)
+    np.testing.assert_array_equal(flat.to_flax(f), np.moveaxis(a, 1, -1).reshape(2, -1))
+    assert Layout.flat((1, 1, 7)).is_torch and Layout.flat((5, 1)).is_torch
+
+
+def test_supported_lists_what_the_issue_names():
+    supported = port.supported()
+    for module in ("Conv1d", "Conv2d", "Conv3d", "BatchNorm1d", "BatchNorm2d", "Linear", "Dropout", "MaxPool1d",
+                   "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Flatten", "ReLU",
+                   "ReLU6", "LeakyReLU", "ELU", "GELU", "SiLU", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh",
+                   "Softmax", "LogSoftmax"):
+        assert f"nn.{module}" in supported["modules"]
+    for method in ("view", "reshape", "flatten", "add", "sub", "mul", "div", "mean", "sum"):
+        assert f"Tensor.{method}" in supported["methods"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Port your own network"):]
+    assert all(m.removeprefix("nn.") in section for m in supported["modules"])
