@@ -1,0 +1,107 @@
+"""`python -m parity port file.py:Class --input-shape ... --out DIR`: files, report, refusals."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from parity import io, port
+from parity.__main__ import main
+from tests import port_nets
+
+NETS = str(Path(port_nets.__file__))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _port(out, target="Inception", shape="2,3,11,11", *extra):
+    return main(["port", f"{NETS}:{target}", "--input-shape", shape, "--out", str(out), *extra])
+
+
+def test_port_writes_model_variables_and_report(tmp_path, capsys):
+    out = tmp_path / "inception"
+    assert _port(out) == 0
+    printed = capsys.readouterr().out
+    assert "all checks pass" in printed and "gradients (train)" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["model.py", "report.json", "variables.safetensors"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["ok"] and report["round_trip_exact"] and report["input_shape_flax"] == [2, 11, 11, 3]
+    assert {"forward", "gradients", "forward (train)", "gradients (train)"} <= set(report["checks"])
+    assert all(c["ok"] and c["flax_float64"] < 1e-5 for c in report["checks"].values())
+    model, variables = port.load(out)
+    assert type(model).__name__ == "Inception"
+    assert model.apply(variables, np.zeros((4, 11, 11, 3), np.float32)).shape == (4, 5)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_port_with_trained_weights(tmp_path, suffix):
+    torch.manual_seed(1)
+    trained = port_nets.Functional()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.mul_(1.5).add_(0.01)
+    path = tmp_path / f"trained{suffix}"
+    io.save_torch_state(trained.state_dict(), path)
+    assert _port(tmp_path / "out", "Functional", "2,1,28,28", "--weights", str(path)) == 0
+    model, variables = port.load(tmp_path / "out")
+    back = port.torch_state_dict(model, variables)
+    assert all(torch.equal(back[k], v) for k, v in trained.state_dict().items())
+
+
+def test_port_with_constructor_kwargs(tmp_path):
+    assert _port(tmp_path / "o", "TinyResNet", "1,3,16,16", "--kwargs", '{"num_classes": 3}') == 0
+    model, variables = port.load(tmp_path / "o")
+    assert model.apply(variables, np.zeros((2, 16, 16, 3), np.float32)).shape == (2, 3)
+
+
+def test_port_never_replaces_what_is_not_a_port(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert _port(out) == 2
+    assert "holds no port" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep me" and not (out / "model.py").exists()
+
+
+def test_port_replaces_an_earlier_port_only_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert _port(out) == 0
+    first = (out / "model.py").read_text()
+    assert _port(out, "Functional", "2,1,28,28") == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "model.py").read_text() == first
+    assert _port(out, "Functional", "2,1,28,28", "--overwrite") == 0
+    assert "class Functional" in (out / "model.py").read_text()
+
+
+@pytest.mark.parametrize("target, shape, words", [
+    ("Unsupported", "1,1,8,8", "Upsample"),
+    ("NoSuchClass", "1,1,8,8", "its nn.Module classes: Branching"),
+    ("Functional", "2,x,28", "--input-shape"),
+    ("Functional", "2,3,28,28", "--input-shape N,C,H,W"),
+])
+def test_port_refusals_write_nothing(tmp_path, capsys, target, shape, words):
+    assert _port(tmp_path / "o", target, shape) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_port_refuses_weights_that_do_not_fit(tmp_path, capsys):
+    path = tmp_path / "w.safetensors"
+    io.save_torch_state(port_nets.TinyResNet().state_dict(), path)
+    assert _port(tmp_path / "o", "Functional", "2,1,28,28", "--weights", str(path)) == 2
+    assert "conv1.weight" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_readme_example_runs(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Port your own network"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
