@@ -19,14 +19,14 @@ from jaxcnn.preprocess import PREPROCESS, preprocess
 from jaxcnn.arithmetic import conv_output_size, conv_params, padding_for, pool_output_size
 from jaxcnn.convolution import conv2d_as_linear, conv2d_by_hand, extract_patches
 from jaxcnn.filters import GAUSSIAN_BLUR, SHARPEN, SOBEL_X, SOBEL_Y, apply_filter, gaussian_blur, sharpen, sobel
-from jaxcnn.layers import (AdaptiveAvgPool, AvgPool, BatchNorm, Conv1d, Conv2d, Conv3d, Dropout, Flatten, Linear,
+from jaxcnn.layers import (AdaptiveAvgPool, AdaptiveMaxPool, AvgPool, BatchNorm, Conv1d, Conv2d, Conv3d, Dropout, Flatten, Linear,
                            MaxPool, adaptive_avg_pool, adaptive_max_pool, avg_pool, max_pool)
 from jaxcnn.registry import CourseNet, config_of, create_model, list_models, model_config, register_model
 from jaxcnn.summary import LayerCall, Summary, count_params, summary, trace_layers
 
 __version__ = "0.1.0"
 __all__ = [
-    "AdaptiveAvgPool", "AvgPool", "BatchNorm", "Conv1d", "Conv2d", "Conv3d", "ConversionError", "CourseNet",
+    "AdaptiveAvgPool", "AdaptiveMaxPool", "AvgPool", "BatchNorm", "Conv1d", "Conv2d", "Conv3d", "ConversionError", "CourseNet",
     "Dropout", "Flatten", "GAUSSIAN_BLUR", "LayerCall", "Linear", "MaxPool", "ModelConfig", "PREPROCESS", "SHARPEN",
     "SOBEL_X", "SOBEL_Y", "Summary", "adaptive_avg_pool", "adaptive_max_pool", "apply_filter", "avg_pool", "banded_conv2d", "config_of",
     "conv2d_as_linear", "conv2d_by_hand", "conv_output_size", "conv_params", "count_params", "create_model",

@@ -357,6 +357,14 @@ class AdaptiveAvgPool(nn.Module):
         return adaptive_avg_pool(x, self.output_size)
 
 
+class AdaptiveMaxPool(nn.Module):
+    """torch.nn.AdaptiveMaxPool{1,2,3}d with torch's bins, for any input size."""
+    output_size: Size
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return adaptive_max_pool(x, self.output_size)
+
+
 class Dropout(nn.Module):
     """torch.nn.Dropout: when train, zeroes with probability `rate` and scales the rest by 1/(1-rate).
 

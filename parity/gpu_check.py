@@ -2,6 +2,8 @@
 
 Sections, each written to the report as soon as it ends (a run cut short keeps what it finished):
 - parity: every registry network, torch and Flax on the device, each judged against the float64 referee;
+- port: parity.port on the registry's torch originals, the ported Flax modules on the device (torch on the CPU),
+  every check of `python -m parity port` (outputs, gradients, train mode, round trip);
 - gradient_diagnosis: VGG-19's gradient (and that of any network whose check failed) taken apart: per-tensor
   distances of each side from float64, near-kinks at growing gaps, the same check in float64 on the device,
   and Flax's gradient on the CPU;
@@ -28,7 +30,7 @@ from pathlib import Path
 import jax
 
 import jaxcnn
-from parity import bench, device, suite, training
+from parity import bench, check, device, port, suite, training
 from parity.__main__ import versions
 from train import data as data_lib
 
@@ -42,6 +44,19 @@ def parity_section(where, models: list[str]) -> dict:
         row = suite.check_model(name, 0, where)
         rows.append(dataclasses.asdict(row) | {"ok": row.ok, "seconds": time.perf_counter() - start})
     return {"rows": rows, "failed": [r["model"] for r in rows if not r["ok"]]}
+
+
+def port_section(where, models: list[str]) -> dict:
+    rows = {}
+    for name in models:
+        start = time.perf_counter()
+        with device.placed(where):
+            module, model = suite.random_original(name)
+            x = check.sample_input(name, suite.input_shape(model, 2), 0)
+            ported = port.build(module, x)
+            rows[name] = port.check(module, ported.module, ported.variables, x).to_json()
+        rows[name]["seconds"] = time.perf_counter() - start
+    return {"rows": rows, "failed": [n for n, r in rows.items() if not r["ok"]]}
 
 
 def gradient_diagnosis(where, name: str, seed: int = 0) -> dict:
@@ -123,6 +138,7 @@ def main(argv=None) -> int:
     dataset = data_lib.load("mnist", data_dir)
     sections = {
         "parity": lambda: parity_section(where, models),
+        "port": lambda: port_section(where, [m for m in models if not m.startswith("vgg") or m == "vgg16_bn"]),
         "gradient_diagnosis": lambda: {name: gradient_diagnosis(where, name) for name in sorted(
             {"vgg19"} | set(report["sections"].get("parity", {}).get("failed", [])))},
         "bench": lambda: bench_section(dataset, args.quick),

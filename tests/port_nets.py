@@ -209,6 +209,20 @@ class Unused(nn.Module):
         return self.conv(x)
 
 
+class InPlaceReuse(nn.Module):
+    """An in-place ReLU on a tensor read again afterwards: torch adds the changed tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        a = self.conv(x)
+        b = self.relu(a)
+        return a + b
+
+
 class CumulativeBatchNorm(nn.Module):
     def __init__(self):
         super().__init__()

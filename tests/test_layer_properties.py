@@ -92,10 +92,10 @@ def test_random_pools_equal_torch(config, seed):
 
 
 @SETTINGS
-@given(st.lists(st.integers(1, 20), min_size=2, max_size=2), st.lists(st.integers(1, 9), min_size=2, max_size=2),
-       st.integers(0, 2 ** 16))
-def test_random_adaptive_average_pools_equal_torch(size, output_size, seed):
+@given(st.sampled_from(["Avg", "Max"]), st.lists(st.integers(1, 20), min_size=2, max_size=2),
+       st.lists(st.integers(1, 9), min_size=2, max_size=2), st.integers(0, 2 ** 16))
+def test_random_adaptive_pools_equal_torch(kind, size, output_size, seed):
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32))
-    result = check.compare_layer(torch.nn.AdaptiveAvgPool2d(tuple(output_size)), layers.AdaptiveAvgPool(tuple(output_size)),
-                                 {}, x)
-    assert result.ok, (size, output_size, result)
+    torch_pool = getattr(torch.nn, f"Adaptive{kind}Pool2d")(tuple(output_size))
+    result = check.compare_layer(torch_pool, getattr(layers, f"Adaptive{kind}Pool")(tuple(output_size)), {}, x)
+    assert result.ok, (kind, size, output_size, result)

@@ -115,7 +115,7 @@ def _flax_run(model: nn.Module, variables: dict, x: np.ndarray, targets: list, t
         return sum(jnp.mean((a - t) ** 2) for a, t in zip(ys, ts)), (ys, new)
 
     with exact_numerics():
-        (loss, (ys, new)), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+        (loss, (ys, new)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
     outputs = [l.to_torch(np.asarray(o, np.float64)) for l, o in zip(output_layouts, ys)]
     return outputs, float(loss), grads, new
 

@@ -171,11 +171,25 @@ def _describe(node: fx.Node, root: torch.nn.Module) -> str:
     return f"{node.op} {node.target}"
 
 
+def _refuse_reused_in_place(node: fx.Node, order: dict, root: torch.nn.Module) -> None:
+    """An in-place operation whose input is read again later: torch's later reads see the changed tensor, a
+    functional port would not."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    in_place = (isinstance(name, str) and name.endswith("_") and not name.startswith("_")) \
+        or node.kwargs.get("inplace") is True \
+        or (node.op == "call_module" and getattr(root.get_submodule(node.target), "inplace", False) is True)
+    source = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    if in_place and source is not None and any(order[u] > order[node] for u in source.users):
+        raise Unsupported(f"works in place on {source.name!r}, which is read again afterwards (torch then reads the "
+                          "changed tensor); write it out of place (inplace=False, or without the trailing _)")
+
+
 def run(traced: Traced, placeholder_layout: Callable[[int], Layout]) -> tuple[Context, list[str], Any]:
     """Ports every node. Returns (context, the names of the inputs, the output structure of Values); raises
     PortError listing every node it cannot port, each with the user's line."""
     ctx, inputs, output, refused = Context(traced), [], None, []
     root = traced.graph_module
+    order = {n: i for i, n in enumerate(traced.graph.nodes)}
     for node in traced.graph.nodes:
         ctx.node = node
         example = traced.values.get(node.name)
@@ -191,6 +205,7 @@ def run(traced: Traced, placeholder_layout: Callable[[int], Layout]) -> tuple[Co
             if not isinstance(example, torch.Tensor) and node.op in ("call_function", "call_method"):
                 ctx.values[node.name] = example  # a size, a shape: a Python value of the example
                 continue
+            _refuse_reused_in_place(node, order, root)
             args, kwargs = _resolve(ctx, node.args), _resolve(ctx, node.kwargs)
             if node.op == "get_attr":
                 handler = FUNCTIONS["get_attr"]
