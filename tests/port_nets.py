@@ -50,11 +50,12 @@ class Inception(nn.Module):
             "b1": nn.Conv2d(3, 4, 1),
             "b3": nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding="same")),
             "b5": nn.Sequential(nn.Conv2d(3, 2, 5, padding=2, padding_mode="reflect"), nn.GELU()),
+            "b7": nn.Sequential(nn.Conv2d(3, 2, 3, padding=1, padding_mode="replicate"), nn.SiLU(), nn.ReLU6()),
             "pool": nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(3, 4, 1)),
         })
         self.down = nn.MaxPool2d(2, ceil_mode=True)
         self.avg = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(16 * 3 * 3, 5))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(18 * 3 * 3, 5))
 
     def forward(self, x):
         x = torch.cat([branch(x) for branch in self.branches.values()], dim=1)
@@ -105,12 +106,12 @@ class Functional(nn.Module):
     """A forward in the functional style: F.* and torch.* calls, Tensor methods, view, functional dropout,
     a parameter and a buffer of the module's own, arithmetic with scalars and broadcasting."""
 
-    def __init__(self):
+    def __init__(self, num_classes=10):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 4, 3)
         self.conv2 = nn.Conv2d(4, 8, 3)
         self.fc1 = nn.Linear(8 * 6 * 6, 32)
-        self.fc2 = nn.Linear(32, 10)
+        self.fc2 = nn.Linear(32, num_classes)
         self.gain = nn.Parameter(torch.linspace(0.5, 1.5, 8).view(8, 1, 1))
         self.register_buffer("offset", torch.linspace(-0.1, 0.1, 8).view(1, 8, 1, 1))
 
@@ -126,17 +127,18 @@ class Functional(nn.Module):
 
 
 class Volume3d(nn.Module):
-    """A 3-D CNN (NDHWC in Flax): Conv3d, BatchNorm3d, MaxPool3d, a flatten into a Linear."""
+    """A 3-D CNN (NDHWC in Flax): Conv3d, BatchNorm3d, MaxPool3d, a flatten into a Linear, module activations."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv3d(1, 4, 3, padding=1)
         self.bn = nn.BatchNorm3d(4)
         self.pool = nn.MaxPool3d(2)
-        self.fc = nn.Linear(4 * 2 * 3 * 3, 2)
+        self.fc = nn.Linear(4 * 2 * 3 * 3, 3)
+        self.out = nn.Sequential(nn.Hardsigmoid(), nn.Softmax(dim=1))
 
     def forward(self, x):
-        return self.fc(self.pool(F.relu(self.bn(self.conv(x)))).flatten(1))
+        return self.out(self.fc(self.pool(F.relu(self.bn(self.conv(x)))).flatten(1)))
 
 
 class Unsupported(nn.Module):

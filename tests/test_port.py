@@ -17,7 +17,7 @@ from parity import check as parity_check
 from parity import device, suite
 from parity import port
 from parity.port._layout import Layout
-from tests import helpers, port_nets, spec
+from tests import helpers, port_nets
 
 
 def _loss(model, kind):
@@ -34,9 +34,13 @@ def _relative(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
 
 
-# The large ones (VGG's 130M parameters, AlexNet's 60M) are slow; their layers are in the fast networks too.
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "alexnet" else n
-                                  for n in spec.registry(vgg=False)])
+# The fast set ports one network per torch style of the course (a view after nn.Flatten, x.view(x.size(0), ...),
+# F.* calls, BatchNorm and Dropout, a bare nn.Sequential); the slow set all 14 (VGG's 130M parameters).
+FAST_PORTS = ("two_conv_net", "lenet5_mnist", "lenet5_classic", "cnn_bn_dropout", "cifar_conv_mlp")
+
+
+@pytest.mark.parametrize("name", [n if n in FAST_PORTS else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in jaxcnn.list_models()])
 def test_porting_a_registry_original_reproduces_jaxcnn(name):
     """The port of each torch original computes jaxcnn's network: outputs within 1e-5, gradients within 1e-4
     (on the gradient check's kink-free input and settings), the same variable tree, and every parity check."""
@@ -53,10 +57,19 @@ def test_porting_a_registry_original_reproduces_jaxcnn(name):
                     for m, v in ((ported.module, ported.variables), (model, variables)))
     worst = max(_relative(a, b) for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)))
     assert worst <= 1e-4
+
+
+# Each port's own report against torch (the test above proves the port equals jaxcnn, which the parity suite
+# proves equal to torch): in the fast set for a network with BatchNorm and Dropout and one without.
+@pytest.mark.parametrize("name", [n if n in ("cnn_bn_dropout", "lenet5_mnist") else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in jaxcnn.list_models()])
+def test_the_report_on_a_registry_original_passes(name):
+    module, model = suite.random_original(name)
     # Train mode wants a batch of two at least (BatchNorm's statistics of VGG's 1x1 maps) and no near-kinks there.
     _, size = suite.gradient_settings(name)
-    x_train = suite.kink_free_input(copy.deepcopy(module), name, suite.input_shape(model, 2, size), train=True)
-    report = port.check(module, ported.module, ported.variables, x_train)
+    x = suite.kink_free_input(copy.deepcopy(module), name, suite.input_shape(model, 2, size), train=True)
+    ported = port.build(module, x)
+    report = port.check(module, ported.module, ported.variables, x)
     assert report.ok, report.table()
 
 
@@ -113,20 +126,21 @@ def test_the_written_model_py_is_the_ported_module(tmp_path):
     assert (tmp_path / "model.py").read_text() == ported.source
     assert type(model).__name__ == "TinyResNet"
     x_nhwc = parity_check.to_nhwc(x)
-    np.testing.assert_array_equal(model.apply(variables, x_nhwc), ported.module.apply(ported.variables, x_nhwc))
-    report = port.check(module, model, variables, x)
-    assert report.ok, report.table()
+    np.testing.assert_array_equal(jax.jit(model.apply)(variables, x_nhwc),
+                                  jax.jit(ported.module.apply)(ported.variables, x_nhwc))
+    # (the command checks the module it loads from the written model.py: tests/test_port_cli.py)
 
 
 def test_any_batch_size_after_tracing_with_one():
     torch.manual_seed(0)
     module = port_nets.Functional().eval()
     model, variables = port.port(module, np.zeros((2, 1, 28, 28), np.float32))
+    apply = jax.jit(model.apply)
     for batch in (1, 5, 0):
         x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28)).astype(np.float32)
         with torch.no_grad():
             expected = module(torch.from_numpy(x)).numpy()
-        np.testing.assert_allclose(model.apply(variables, parity_check.to_nhwc(x)), expected, atol=1e-6)
+        np.testing.assert_allclose(apply(variables, parity_check.to_nhwc(x)), expected, atol=1e-6)
 
 
 def test_a_wrong_weight_layout_fails_the_check():

@@ -1,8 +1,6 @@
 """`python -m parity port file.py:Class --input-shape ... --out DIR`: files, report, refusals."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +49,6 @@ def test_port_with_trained_weights(tmp_path, suffix):
     assert all(torch.equal(back[k], v) for k, v in trained.state_dict().items())
 
 
-def test_port_with_constructor_kwargs(tmp_path):
-    assert _port(tmp_path / "o", "TinyResNet", "1,3,16,16", "--kwargs", '{"num_classes": 3}') == 0
-    model, variables = port.load(tmp_path / "o")
-    assert model.apply(variables, np.zeros((2, 16, 16, 3), np.float32)).shape == (2, 3)
-
-
 def test_port_never_replaces_what_is_not_a_port(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()
@@ -66,14 +58,16 @@ def test_port_never_replaces_what_is_not_a_port(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "keep me" and not (out / "model.py").exists()
 
 
-def test_port_replaces_an_earlier_port_only_with_overwrite(tmp_path, capsys):
+def test_port_replaces_an_earlier_port_only_with_overwrite_and_takes_kwargs(tmp_path, capsys):
     out = tmp_path / "p"
-    assert _port(out) == 0
-    first = (out / "model.py").read_text()
+    out.mkdir()
+    (out / "model.py").write_text("# an earlier port")
     assert _port(out, "Functional", "2,1,28,28") == 2
-    assert "--overwrite" in capsys.readouterr().err and (out / "model.py").read_text() == first
-    assert _port(out, "Functional", "2,1,28,28", "--overwrite") == 0
-    assert "class Functional" in (out / "model.py").read_text()
+    assert "--overwrite" in capsys.readouterr().err and (out / "model.py").read_text() == "# an earlier port"
+    assert _port(out, "Functional", "2,1,28,28", "--kwargs", '{"num_classes": 4}', "--overwrite") == 0
+    assert "layers.Linear(32, 4)" in (out / "model.py").read_text()
+    model, variables = port.load(out)
+    assert model.apply(variables, np.zeros((3, 28, 28, 1), np.float32)).shape == (3, 4)
 
 
 @pytest.mark.parametrize("target, shape, words", [
@@ -95,13 +89,10 @@ def test_port_refuses_weights_that_do_not_fit(tmp_path, capsys):
     assert "conv1.weight" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
-def test_readme_example_runs(tmp_path):
+def test_readme_example_runs(capsys):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Port your own network"):]
     code = section[section.index("```python") + len("```python"):]
-    code = code[:code.index("```")]
-    script = tmp_path / "example.py"
-    script.write_text(code)
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, result.stderr
+    exec(compile(code[:code.index("```")], "README.md", "exec"), {"__name__": "readme_example"})
+    printed = capsys.readouterr().out
+    assert "class SmallNet(nn.Module)" in printed and "round trip" in printed and "FAILED" not in printed
