@@ -16,12 +16,7 @@ Channels-last, as jaxcnn: input {input}, output {output}. Load the weights with
 
 from typing import ClassVar
 
-import jax
-import jax.numpy as jnp
-from flax import linen as nn
-
-from jaxcnn import layers
-'''
+{imports}'''
 
 CLASS = '''
 
@@ -70,8 +65,12 @@ def write(ctx: Context, torch_class: str, origin: str, arg: str, input_shape: tu
     setup = "\n    def setup(self):\n" + "".join(f"        {line}\n" for line in ctx.setup) if ctx.setup else ""
     weights = "".join(_row(w) for w in weights) + "\n    " if weights else ""
     dropouts = dropouts + "\n    " if dropouts else ""
+    code = "\n".join(ctx.setup + ctx.body)
+    imports = "".join(line for used, line in (("jax.", "import jax\n"), ("jnp.", "import jax.numpy as jnp\n"))
+                      if used in code) + "from flax import linen as nn\n"
+    imports += "\nfrom jaxcnn import layers\n" if "layers." in code else ""
     return HEADER.format(cls=torch_class, origin=f" ({origin})" if origin else "", input=shown_in,
-                         output=shown_out, name=class_name(torch_class)) + CLASS.format(
+                         output=shown_out, name=class_name(torch_class), imports=imports) + CLASS.format(
         name=class_name(torch_class), cls=torch_class, input=shown_in, output=shown_out, input_shape=input_shape,
         weights=weights, dropouts=dropouts, setup=setup, arg=arg,
         body="".join(f"        {line}\n" for line in ctx.body).rstrip("\n"), result=structure)
