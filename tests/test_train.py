@@ -202,7 +202,7 @@ def test_cli_errors(tmp_path, capsys):
     assert "lacks train-images-idx3-ubyte.gz" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         mnist.main(["--epochs", "0"])
-    assert "--epochs must be >= 1" in capsys.readouterr().err
+    assert "--epochs: must be >= 1" in capsys.readouterr().err
 
 
 def test_models_are_configured_for_mnist():

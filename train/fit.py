@@ -94,9 +94,20 @@ def setup(settings: Settings, num_train: int, devices: list | None = None, paral
     return Run(settings, model, model_kwargs, tx, trainer, steps_per_epoch)
 
 
+EXPLODING_LOSS = 1e6  # cross-entropy over 10 classes starts near 2.3; a loss this large has diverged
+
+
 def _first_bad(losses: np.ndarray) -> int | None:
-    bad = np.flatnonzero(~np.isfinite(losses))
+    """The first non-finite or exploding (> EXPLODING_LOSS) loss."""
+    bad = np.flatnonzero(~np.isfinite(losses) | (np.abs(losses) > EXPLODING_LOSS))
     return int(bad[0]) if bad.size else None
+
+
+def check_test_loss(test_loss: float, epoch: int) -> None:
+    """Raises TrainingError for a non-finite or exploding test loss."""
+    if not np.isfinite(test_loss) or abs(test_loss) > EXPLODING_LOSS:
+        raise TrainingError(f"test loss is {test_loss:g} after epoch {epoch} (non-finite or above "
+                            f"{EXPLODING_LOSS:g}: the run diverged); try a lower --lr")
 
 
 def fit(run: Run, state: Any, dropout_key: jax.Array, data: tuple, first_epoch: int = 1,
@@ -113,7 +124,7 @@ def fit(run: Run, state: Any, dropout_key: jax.Array, data: tuple, first_epoch: 
         (state, history): one entry per epoch trained, {'epoch', 'train_loss', 'test_loss', 'test_accuracy',
         'seconds'} (seconds: training alone, evaluation apart).
     Raises:
-        TrainingError naming the step of the first non-finite loss.
+        TrainingError naming the step of the first non-finite or exploding loss, or the epoch of such a test loss.
     """
     settings, trainer = run.settings, run.trainer
     images, labels, test_images, test_labels = data
@@ -131,8 +142,10 @@ def fit(run: Run, state: Any, dropout_key: jax.Array, data: tuple, first_epoch: 
         bad = _first_bad(epoch_losses)
         if bad is not None:
             raise TrainingError(f"loss is {epoch_losses[bad]} at step {bad + 1} of epoch {epoch} (global step "
-                                f"{(epoch - 1) * run.steps_per_epoch + bad + 1})")
+                                f"{(epoch - 1) * run.steps_per_epoch + bad + 1}; non-finite or above "
+                                f"{EXPLODING_LOSS:g})")
         test_loss, test_accuracy = trainer.evaluate(state, test_images, test_labels)
+        check_test_loss(test_loss, epoch)
         history.append({"epoch": epoch, "train_loss": float(epoch_losses.mean()), "test_loss": test_loss,
                         "test_accuracy": test_accuracy, "seconds": seconds})
         if on_epoch and on_epoch(history[-1], state):

@@ -22,6 +22,32 @@ from train.optimizers import OPTIMIZERS, SCHEDULES
 from train.run import Config, train_and_evaluate
 
 
+def _number(kind, ok, rule: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def at_least(minimum, kind=int):
+    return _number(kind, lambda v: v >= minimum, f">= {minimum:g}")
+
+
+def above(minimum: float):
+    return _number(float, lambda v: v > minimum, f"> {minimum:g}")
+
+
+def between(low: float, high: float, low_included: bool = False):
+    return _number(float, lambda v: (low <= v if low_included else low < v) and v < high,
+                   f"in {'[' if low_included else '('}{low:g}, {high:g})")
+
+
 def parse_command_line(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.mnist", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,14 +58,14 @@ def parse_command_line(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", help=f"the four IDX .gz files (or set ${data_lib.DATA_DIR_ENV}); without it, TFDS")
     p.add_argument("--tfds-dir", help="TFDS data_dir (offline: put the .gz files in <dir>/downloads/manual)")
     p.add_argument("--out", default="runs/mnist", help="checkpoints, metrics.json, curves.png")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=at_least(1))
+    p.add_argument("--batch-size", type=at_least(1))
+    p.add_argument("--lr", type=above(0.0))
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS))
-    p.add_argument("--weight-decay", type=float, default=0.0, help="torch's meaning for the optimizer chosen")
+    p.add_argument("--weight-decay", type=at_least(0.0, float), default=0.0, help="torch's meaning for the optimizer chosen")
     p.add_argument("--schedule", choices=SCHEDULES, help="constant lr (default) or one-cycle with --lr its peak")
-    p.add_argument("--warmup-fraction", type=float, help="one-cycle: the share of steps warming up (default 0.25)")
-    p.add_argument("--label-smoothing", type=float, help="as torch's CrossEntropyLoss(label_smoothing=...) (default 0)")
+    p.add_argument("--warmup-fraction", type=between(0.0, 1.0), help="one-cycle: the share of steps warming up (default 0.25)")
+    p.add_argument("--label-smoothing", type=between(0.0, 1.0, low_included=True), help="as torch's CrossEntropyLoss(label_smoothing=...) (default 0)")
     p.add_argument("--preprocess", choices=sorted(PREPROCESS),
                    help="raw 0..255, unit [0, 1] (ToTensor) or normalize (ToTensor + Normalize(0.5, 0.5))")
     p.add_argument("--seed", type=int, default=0)
@@ -47,11 +73,11 @@ def parse_command_line(argv=None) -> argparse.Namespace:
                    help="torch: U(+-1/sqrt(fan_in)) like torch's defaults (default); flax: LeCun normal, zero bias")
     p.add_argument("--parallel", choices=["sharding", "pmap"], default="sharding")
     p.add_argument("--loop", choices=["auto", "step", "scan"], default="auto")
-    p.add_argument("--devices", type=int, help="use the first N devices (default: all, of every process)")
+    p.add_argument("--devices", type=at_least(1), help="use the first N devices (default: all, of every process)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint under --out")
     p.add_argument("--export-torch", metavar="PATH", help="write a torch state_dict (.pt) of the trained model")
-    p.add_argument("--train-subset", type=int, help="train on the first N images only")
-    p.add_argument("--test-subset", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--train-subset", type=at_least(1), help="train on the first N images only")
+    p.add_argument("--test-subset", type=at_least(1), help="evaluate on the first N test images only")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--compile-cache", default=str(startup.default_cache_dir()), metavar="DIR",
                    help="persistent XLA compilation cache (default: $JAX_COMPILATION_CACHE_DIR, else "
@@ -59,22 +85,16 @@ def parse_command_line(argv=None) -> argparse.Namespace:
     p.add_argument("--no-compile-cache", dest="compile_cache", action="store_const", const=None,
                    help="compile everything afresh and keep nothing")
     p.add_argument("--coordinator", help="multi-host: coordinator host:port (or $JAX_COORDINATOR_ADDRESS)")
-    p.add_argument("--num-processes", type=int, help="multi-host: process count (or $JAX_NUM_PROCESSES)")
-    p.add_argument("--process-id", type=int, help="multi-host: this process (or $JAX_PROCESS_ID)")
+    p.add_argument("--num-processes", type=at_least(1), help="multi-host: process count (or $JAX_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=at_least(0), help="multi-host: this process (or $JAX_PROCESS_ID)")
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.lr is not None and not args.lr > 0:
-        p.error("--lr must be > 0")
-    if args.warmup_fraction is not None and not 0 < args.warmup_fraction < 1:
-        p.error("--warmup-fraction must be between 0 and 1")
-    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
-        p.error("--label-smoothing must be in [0, 1)")
     for key, value in (recipes.named(args.recipe) if args.recipe else {}).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.model = args.model or "lenet5_mnist"
+    if args.optimizer == "adam_l2" and not args.weight_decay > 0:
+        p.error("--optimizer adam_l2 is torch's Adam(weight_decay=...), L2 added to the gradient: give "
+                "--weight-decay > 0 (or --optimizer adam)")
     return args
 
 

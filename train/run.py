@@ -41,6 +41,9 @@ class Config(Settings):
 
 def train_and_evaluate(config: Config) -> dict:
     """Trains and evaluates; writes checkpoints, metrics.json and curves.png under config.out. Returns the metrics."""
+    if config.devices and config.devices > len(jax.devices()):
+        raise TrainingError(f"--devices {config.devices}: only {len(jax.devices())} {jax.devices()[0].platform} "
+                            f"device(s) exist; give at most {len(jax.devices())}, or leave --devices out to use all")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = data_lib.load(config.dataset, config.data_dir, config.tfds_dir)
