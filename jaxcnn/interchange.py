@@ -225,10 +225,12 @@ def _keys(traced: tuple[dict, list], sequentials: Sequence[str]) -> list[str]:
     return keys
 
 
-def _as_numpy(value: Any) -> np.ndarray:
-    """An array-like (numpy, JAX, a CPU or GPU torch tensor, with or without grad) as a host numpy array."""
+def as_numpy(value: Any) -> np.ndarray:
+    """An array-like (numpy, JAX, a CPU or GPU torch tensor, with or without grad) as a host numpy array; torch's
+    bfloat16, which numpy lacks, becomes float32 (exactly)."""
     if hasattr(value, "detach"):  # a torch tensor, without importing torch
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        value = (value.float() if str(value.dtype) == "torch.bfloat16" else value).numpy()
     return np.asarray(value)
 
 
@@ -255,7 +257,7 @@ def load_torch_weights(model: nn.Module, source: str | Path | Mapping[str, Any],
         missing = [f"{m} (no torch key maps to it)" for m in missing]
         raise ConversionError(missing, unexpected, mismatched, "torch -> Flax")
     # Copies: jnp.asarray may alias a numpy view of torch storage, which torch may later update in place.
-    flat = {s.flax_path: jnp.array(s.to_flax(_as_numpy(state[s.torch_key])), s.flax_dtype, copy=True) for s in slots}
+    flat = {s.flax_path: jnp.array(s.to_flax(as_numpy(state[s.torch_key])), s.flax_dtype, copy=True) for s in slots}
     return unflatten_dict(flat)
 
 
@@ -307,4 +309,4 @@ def write_torch_safetensors(state: Mapping[str, Any], path: str | Path) -> None:
     """Writes a torch-keyed mapping of arrays as .safetensors, atomically; torch's
     `safetensors.torch.load_file` reads it back as a state_dict."""
     with atomic_target(path) as tmp:
-        safetensors.numpy.save_file({k: np.ascontiguousarray(_as_numpy(v)) for k, v in state.items()}, str(tmp))
+        safetensors.numpy.save_file({k: np.ascontiguousarray(as_numpy(v)) for k, v in state.items()}, str(tmp))

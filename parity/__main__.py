@@ -74,8 +74,11 @@ def _convert(args) -> int:
     kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
     try:
         direction = io.convert_file(args.model, args.source, args.target, overwrite=args.overwrite, **kwargs)
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError) as err:  # ConversionError, FileExistsError, FileNotFoundError, a full disk ...
+        if args.debug:
+            raise
+        what = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else str(err)
+        print(f"error: {what}\n(nothing was written to {args.target}; --debug shows the traceback)", file=sys.stderr)
         return 2
     print(f"{args.model}: {direction}: {args.source} -> {args.target}")
     return 0
@@ -97,6 +100,7 @@ def main(argv=None) -> int:
     convert.add_argument("--model-kwargs", help="JSON of create_model keyword arguments, e.g. '{\"num_classes\": 10}'")
     convert.add_argument("--overwrite", action="store_true",
                          help="replace an existing target file (or orbax checkpoint directory)")
+    convert.add_argument("--debug", action="store_true", help="show the traceback of an error")
     convert.add_argument("source")
     convert.add_argument("target")
     port_cli.add_parser(commands)

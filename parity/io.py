@@ -47,7 +47,12 @@ def load_torch_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"no such file: {path}")
     if _is_safetensors(path):
         return safetensors.torch.load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises KeyError, UnpicklingError, RuntimeError ... for what it cannot read
+        raise ValueError(f"{path} is not a checkpoint torch.load can read with weights_only=True ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'no detail'}); give a state_dict saved by "
+                         "torch.save, or a .safetensors file") from err
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

@@ -1,10 +1,15 @@
-"""The converter is strict: every missing key, unexpected key and shape mismatch, in one error."""
+"""The converter is strict: every missing key, unexpected key and shape mismatch, in one error; the command
+turns every failure into a short line."""
+
+import errno
 
 import pytest
+import safetensors.numpy
 import torch
 
 import jaxcnn
 from parity import convert, torch_models
+from parity.__main__ import main
 
 
 def _lenet():
@@ -81,3 +86,48 @@ def test_flax_names_of_torch_prefixes():
     assert convert.flax_name("12") == "layers_12"
     assert convert.flax_name("features.10") == "features_10"
     assert convert.flax_name("fc1") == "fc1"
+
+
+CONVERT = ["convert", "--model", "lenet5_mnist"]
+
+
+@pytest.mark.parametrize("case, words", [
+    ("text.pt", "is not a checkpoint torch.load can read"),
+    ("missing.pt", "no such file"),
+    ("wrong_model.pt", "missing keys"),
+])
+def test_convert_failures_are_short_lines_naming_the_problem(tmp_path, capsys, case, words):
+    source = tmp_path / case
+    if case == "text.pt":
+        source.write_text("not a checkpoint\n")
+    elif case == "wrong_model.pt":
+        torch.save(torch_models.create("mnist_cnn").state_dict(), source)
+    assert main(CONVERT + [str(source), str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert words in err.lower() if case == "missing.pt" else words in err
+    assert "Traceback" not in err and not (tmp_path / "out.safetensors").exists()
+    with pytest.raises((ValueError, OSError)):  # --debug: the exception itself
+        main(CONVERT + ["--debug", str(source), str(tmp_path / "out.safetensors")])
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    source = tmp_path / "lenet.pt"
+    torch.save(_lenet()[0].state_dict(), source)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[1]))
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    assert main(CONVERT + [str(source), str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and len(err.splitlines()) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet.pt"]  # no partial file beside it
+
+
+def test_bfloat16_torch_weights_convert_exactly(tmp_path):
+    module, model = _lenet()
+    state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in module.state_dict().items()}
+    variables = convert.torch_to_flax(state, model)
+    assert variables["params"]["conv1"]["kernel"].dtype == "float32"
+    back = convert.flax_to_torch(variables, model, module)
+    assert all(torch.equal(back[k].to(torch.bfloat16), state[k]) for k in state if state[k].is_floating_point())

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from jaxcnn.interchange import ConversionError, kernel_to_flax, kernel_to_torch
+from jaxcnn.interchange import ConversionError, as_numpy, kernel_to_flax, kernel_to_torch
 
 Table = Sequence[tuple]  # (torch key, Flax path or None, kind, torch shape, flatten_from or None)
 
@@ -18,10 +18,6 @@ def _table(model_or_table: Any) -> Table:
     if not isinstance(table, (tuple, list)):
         raise TypeError(f"{type(model_or_table).__name__} is not a ported module (it has no TORCH_WEIGHTS table)")
     return table
-
-
-def _as_numpy(value: Any) -> np.ndarray:
-    return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
 
 
 def load_state_dict(model: Any, state: Mapping[str, Any]) -> dict:
@@ -42,7 +38,7 @@ def load_state_dict(model: Any, state: Mapping[str, Any]) -> dict:
     for key, path, kind, _, flatten_from in table:
         if path is None:
             continue
-        w = _as_numpy(state[key])
+        w = as_numpy(state[key])
         w = kernel_to_flax(w, tuple(flatten_from) if flatten_from else None) if kind == "kernel" else w
         flat[tuple(path.split("/"))] = jnp.array(w, copy=True)
     return unflatten_dict(flat)
@@ -66,7 +62,7 @@ def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] 
     state = {}
     for key, path, kind, _, flatten_from in table:
         if path is None:
-            state[key] = _as_numpy(dropped[key]) if dropped and key in dropped else np.zeros((), np.int64)
+            state[key] = as_numpy(dropped[key]) if dropped and key in dropped else np.zeros((), np.int64)
             continue
         w = np.asarray(given[path])
         w = kernel_to_torch(w, tuple(flatten_from) if flatten_from else None) if kind == "kernel" else w
