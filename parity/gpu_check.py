@@ -97,7 +97,7 @@ def fast_start_section(data_dir: str, out: Path, quick: bool) -> dict:
     for label in ("cold", "warm"):
         run_dir = out / f"fast_start_{label}"
         args = [sys.executable, "-m", "train.mnist", "--recipe", "one_epoch_99", "--data-dir", data_dir,
-                "--out", str(run_dir), "--no-progress"] + (["--train-subset", "2000"] if quick else [])
+                "--out", str(run_dir), "--overwrite", "--no-progress"] + (["--train-subset", "2000"] if quick else [])
         start = time.perf_counter()
         done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
         wall = time.perf_counter() - start

@@ -8,6 +8,17 @@ import jax
 import orbax.checkpoint as ocp
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that was not written, or a directory that holds another run's."""
+
+
+def saved_epochs(out: str | Path) -> list[int]:
+    """The epochs with a checkpoint under `<out>/checkpoints` (read from the folder names; nothing is created)."""
+    directory = Path(out) / "checkpoints"
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()) \
+        if directory.is_dir() else []
+
+
 class Checkpoints:
     """`<out>/checkpoints/<epoch>/{state, meta}`; keeps the newest `keep`."""
 
@@ -18,9 +29,14 @@ class Checkpoints:
             item_names=("state", "meta"))
 
     def save(self, epoch: int, state: Any, meta: dict) -> None:
-        self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                         meta=ocp.args.JsonSave(meta)))
+        """Saves epoch `epoch`; raises CheckpointError when orbax skips it (it never replaces an epoch it holds)."""
+        saved = self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                                 meta=ocp.args.JsonSave(meta)))
         self.manager.wait_until_finished()
+        if not saved:
+            raise CheckpointError(f"the checkpoint of epoch {epoch} was not written: {self.directory / str(epoch)} "
+                                  "already exists (an earlier run's); start again with --resume, --overwrite or "
+                                  "another --out")
 
     def latest(self) -> int | None:
         return self.manager.latest_step()

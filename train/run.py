@@ -2,6 +2,7 @@
 exact resume, metrics.json, curves.png and the torch export — as a function tests and other tools call."""
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from tqdm import tqdm
 
 from train import data as data_lib
 from train import startup
-from train.checkpoint import Checkpoints
+from train.checkpoint import CheckpointError, Checkpoints, saved_epochs
 from train.export import export_torch
 from train.fit import Settings, TrainingError, fit, setup
 from train.report import plot_curves, write_json
@@ -32,6 +33,7 @@ class Config(Settings):
     loop: str = "auto"
     devices: int | None = None
     resume: bool = False
+    overwrite: bool = False
     export_torch: str | None = None
     train_subset: int | None = None
     test_subset: int | None = None
@@ -45,6 +47,16 @@ def train_and_evaluate(config: Config) -> dict:
         raise TrainingError(f"--devices {config.devices}: only {len(jax.devices())} {jax.devices()[0].platform} "
                             f"device(s) exist; give at most {len(jax.devices())}, or leave --devices out to use all")
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out} is a file: give a directory for the run's checkpoints and metrics")
+    earlier = saved_epochs(out)
+    if earlier and not config.resume:
+        if not config.overwrite:
+            raise TrainingError(f"{out / 'checkpoints'} holds an earlier run's checkpoints (epochs "
+                                f"{', '.join(map(str, earlier))}): give --resume to continue it, --overwrite to "
+                                "replace them, or another --out")
+        if jax.process_index() == 0:
+            shutil.rmtree(out / "checkpoints")
     out.mkdir(parents=True, exist_ok=True)
     dataset = data_lib.load(config.dataset, config.data_dir, config.tfds_dir)
     dataset = dataset.subset(config.train_subset, config.test_subset)
@@ -80,6 +92,8 @@ def train_and_evaluate(config: Config) -> dict:
     try:
         state, _ = fit(run, state, dropout_key, data, history[-1]["epoch"] + 1 if history else 1,
                        on_epoch=on_epoch, progress=progress)
+    except CheckpointError as err:
+        raise TrainingError(str(err)) from err
     except TrainingError as err:
         kept = (f"the last good checkpoint stays in {checkpoints.directory}" if checkpoints.latest() is not None
                 else "no checkpoint was written")
