@@ -55,6 +55,7 @@ def test_a_finite_but_exploding_or_infinite_loss_stops_the_run():
     fit.check_test_loss(0.05, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_the_command_exits_non_zero_on_a_diverging_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fit, "EXPLODING_LOSS", 1e-9)  # every loss "explodes": the first step stops the run

@@ -1,11 +1,16 @@
-"""A run never mixes its checkpoints with another's: an --out that holds some is refused unless --resume or
---overwrite, and a checkpoint orbax skips is an error."""
+"""A run never mixes its checkpoints with another's (an --out that holds some is refused unless --resume or
+--overwrite; a checkpoint orbax skips is an error); resume verifies checksums, passes over a damaged checkpoint
+naming it, and refuses changed settings naming both values."""
 
+import dataclasses
+
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 import pytest
 
 from tests.conftest import MNIST_DIR
-from train.checkpoint import Checkpoints
+from train import resume
+from train.checkpoint import CheckpointError, Checkpoints
 from train.fit import TrainingError
 from train.run import Config, train_and_evaluate
 
@@ -16,9 +21,16 @@ def _config(tmp_path, **kwargs) -> Config:
     return Config(**(base | kwargs))
 
 
+def _earlier_run(out, seed=0) -> None:
+    """A checkpoint of epoch 1 under out, as a run with `seed` would leave it (a tiny state: no training)."""
+    checkpoints = Checkpoints(out)
+    checkpoints.save(1, {"w": jnp.zeros(3)}, {"epochs": [], "config": {"seed": seed}})
+    checkpoints.close()
+
+
 @pytest.mark.mnist
 def test_an_out_holding_checkpoints_is_refused_unless_resume_or_overwrite(tmp_path):
-    train_and_evaluate(_config(tmp_path, seed=0))
+    _earlier_run(tmp_path / "run", seed=0)
     with pytest.raises(TrainingError, match=r"holds an earlier run's checkpoints \(epochs 1\): give --resume .* "
                                             r"--overwrite"):
         train_and_evaluate(_config(tmp_path, seed=1))
@@ -27,11 +39,10 @@ def test_an_out_holding_checkpoints_is_refused_unless_resume_or_overwrite(tmp_pa
     assert Checkpoints(tmp_path / "run").meta(1)["config"]["seed"] == 1  # the checkpoint is this run's
 
 
-@pytest.mark.mnist
 def test_a_skipped_checkpoint_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(ocp.CheckpointManager, "save", lambda self, *args, **kwargs: False)
-    with pytest.raises(TrainingError, match="the checkpoint of epoch 1 was not written"):
-        train_and_evaluate(_config(tmp_path))
+    with pytest.raises(CheckpointError, match="the checkpoint of epoch 1 was not written"):
+        Checkpoints(tmp_path).save(1, {"w": jnp.zeros(3)}, {})
 
 
 def test_a_file_as_out_is_refused(tmp_path):
@@ -39,3 +50,48 @@ def test_a_file_as_out_is_refused(tmp_path):
     with pytest.raises(TrainingError, match="is a file"):
         train_and_evaluate(_config(tmp_path))
     assert (tmp_path / "run").read_text() == "mine"
+
+
+def _damage(epoch_dir, how: str) -> None:
+    files = sorted((p for p in (epoch_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    biggest = files[-1]
+    if how == "missing":
+        biggest.unlink()
+    else:  # 64 flipped bytes in the middle of the largest array file
+        data = bytearray(biggest.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+        biggest.write_bytes(bytes(data))
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize("how", [pytest.param("missing", marks=pytest.mark.slow), "flipped"])
+def test_resume_passes_over_a_damaged_checkpoint_naming_it(tmp_path, capsys, how):
+    train_and_evaluate(_config(tmp_path, epochs=2))
+    _damage(tmp_path / "run" / "checkpoints" / "2", how)
+    capsys.readouterr()
+    metrics = train_and_evaluate(_config(tmp_path, epochs=3, resume=True))
+    err = capsys.readouterr().err
+    assert "passed over damaged checkpoints" in err and str(tmp_path / "run" / "checkpoints" / "2") in err
+    assert (tmp_path / "run" / "checkpoints" / "damaged-2").is_dir()  # kept aside, not deleted
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]  # epoch 1 resumed, 2 and 3 trained again
+
+
+@pytest.mark.parametrize("flag, value", [("lr", 1e-2), ("weight_decay", 1e-4), ("init", "flax"), ("test_subset", 50),
+                                         ("optimizer", "sgd")])
+def test_resume_refuses_a_changed_setting_naming_both_values(tmp_path, flag, value):
+    saved = dataclasses.asdict(_config(tmp_path, lr=1e-3))
+    with pytest.raises(TrainingError, match=f"--{flag.replace('_', '-')} .* \\(saved\\) -> {value!r} \\(now\\)"):
+        resume.check_settings(saved, _config(tmp_path, **({"lr": 1e-3, "resume": True} | {flag: value})))
+    resume.check_settings(saved, _config(tmp_path, lr=1e-3, epochs=5, resume=True))  # more epochs: fine
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_resume_with_allow_changes_warns_and_trains(tmp_path, capsys):
+    train_and_evaluate(_config(tmp_path, lr=1e-3))
+    with pytest.raises(TrainingError, match=r"--lr 0.001 \(saved\) -> 0.002 \(now\)"):
+        train_and_evaluate(_config(tmp_path, epochs=2, resume=True, lr=2e-3))
+    metrics = train_and_evaluate(_config(tmp_path, epochs=2, resume=True, lr=2e-3, allow_changes=True))
+    assert "resuming with changed settings: --lr 0.001 (saved) -> 0.002 (now)" in capsys.readouterr().err
+    assert len(metrics["epochs"]) == 2

@@ -75,6 +75,8 @@ def parse_command_line(argv=None) -> argparse.Namespace:
     p.add_argument("--loop", choices=["auto", "step", "scan"], default="auto")
     p.add_argument("--devices", type=at_least(1), help="use the first N devices (default: all, of every process)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint under --out")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="--resume with settings other than the checkpoint's (warns, naming them)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints an earlier run left in --out (without it such an --out is refused)")
     p.add_argument("--export-torch", metavar="PATH", help="write a torch state_dict (.pt) of the trained model")

@@ -15,10 +15,8 @@ from train.checkpoint import CheckpointError, Checkpoints, saved_epochs
 from train.export import export_torch
 from train.fit import Settings, TrainingError, fit, setup
 from train.report import plot_curves, write_json
+from train.resume import resume
 from train.step import Trainer, variables_of
-
-RESUME_MUST_MATCH = ("model", "dataset", "optimizer", "batch_size", "preprocess", "seed", "train_subset", "schedule",
-                     "warmup_fraction", "label_smoothing")
 
 
 @dataclasses.dataclass
@@ -34,6 +32,7 @@ class Config(Settings):
     devices: int | None = None
     resume: bool = False
     overwrite: bool = False
+    allow_changes: bool = False
     export_torch: str | None = None
     train_subset: int | None = None
     test_subset: int | None = None
@@ -73,7 +72,7 @@ def train_and_evaluate(config: Config) -> dict:
             *trainer.put_replicated((dataset.test_images, dataset.test_labels)))
 
     checkpoints = Checkpoints(out)
-    state, history = _resume(checkpoints, config, state) if config.resume else (state, [])
+    state, history = resume(checkpoints, config, state) if config.resume else (state, [])
     resumed_epochs = len(history)
     compile_seconds = trainer.compile(state, data[0], data[1], dropout_key, config.batch_size, run.steps_per_epoch,
                                       test=data[2:])
@@ -120,25 +119,6 @@ def train_and_evaluate(config: Config) -> dict:
           f"train {train_seconds:.1f}s + compile {sum(compile_seconds.values()):.1f}s on {trainer.num_devices} "
           f"{jax.default_backend()} device(s); {out / 'metrics.json'}")
     return metrics
-
-
-def _resume(checkpoints: Checkpoints, config: Config, state) -> tuple:
-    """The newest checkpoint's state and epoch history (none: the given state, no history)."""
-    latest = checkpoints.latest()
-    if latest is None:
-        return state, []
-    saved = checkpoints.meta(latest).get("config", {})
-    must_match = RESUME_MUST_MATCH + (("epochs", "lr") if config.schedule == "onecycle" else ())  # the schedule's span
-    changed = {k: (saved.get(k), getattr(config, k)) for k in must_match
-               if saved.get(k, getattr(config, k)) != getattr(config, k)}
-    if changed:
-        raise TrainingError(f"cannot resume: the checkpoint was trained with other settings {changed} (saved, now)")
-    try:
-        state, meta = checkpoints.restore(latest, state)
-    except ValueError as err:
-        raise TrainingError(f"cannot resume from {checkpoints.directory / str(latest)}: {err}") from err
-    print(f"resumed from {checkpoints.directory / str(latest)}")
-    return state, meta["epochs"]
 
 
 class ProgressBar:
