@@ -1,11 +1,13 @@
 """train.mnist's flags are checked before anything runs; a diverging run stops with a non-zero exit."""
 
+import time
+
 import jax
 import numpy as np
 import pytest
 
 from tests.conftest import MNIST_DIR
-from train import fit, mnist
+from train import data, fit, mnist
 from train.fit import TrainingError
 from train.run import Config, train_and_evaluate
 
@@ -63,3 +65,13 @@ def test_the_command_exits_non_zero_on_a_diverging_run(tmp_path, monkeypatch, ca
                        "--test-subset", "100", "--epochs", "1", "--devices", "1", "--no-compile-cache", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1 and "at step 1 of epoch 1" in err and "above 1e-09" in err and "no checkpoint was written" in err
+
+
+def test_offline_without_data_dir_fails_at_once_naming_the_flag(tmp_path, monkeypatch):
+    pytest.importorskip("tensorflow_datasets", reason="the TFDS route needs tensorflow-datasets (the tfds extra)")
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "reachable", lambda host, *args, **kwargs: False)  # as on a machine without network
+    start = time.monotonic()
+    with pytest.raises(data.DataError, match=r"storage.googleapis.com unreachable.*pass --data-dir DIR"):
+        data.load("mnist", None, tmp_path / "tfds")
+    assert time.monotonic() - start < 30

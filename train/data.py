@@ -10,6 +10,7 @@ import dataclasses
 import gzip
 import hashlib
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,12 @@ def load_tfds(dataset: str = "mnist", data_dir: str | Path | None = None,
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(dataset, data_dir=str(data_dir) if data_dir else None)
+    manual = Path(manual_dir) if manual_dir else Path(builder.data_dir).parents[1] / "downloads" / "manual"
+    if not builder.is_prepared() and not all((manual / f).is_file() for f in FILES.values()) \
+            and not reachable(DOWNLOAD_HOST):
+        raise DataError(f"no network to download {dataset} from ({DOWNLOAD_HOST} unreachable) and TFDS has no copy: "
+                        f"pass --data-dir DIR with the four IDX .gz files (or set ${DATA_DIR_ENV}), or put them in "
+                        f"{manual}")
     config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
     builder.download_and_prepare(download_config=config)
     splits = {}
@@ -131,6 +138,18 @@ def load_tfds(dataset: str = "mnist", data_dir: str | Path | None = None,
         splits[split] = {key: np.concatenate([b[key] for b in batches]) for key in ("image", "label")}
     return Dataset(dataset, splits["train"]["image"].astype(np.uint8), splits["train"]["label"].astype(np.int32),
                    splits["test"]["image"].astype(np.uint8), splits["test"]["label"].astype(np.int32))
+
+
+DOWNLOAD_HOST = "storage.googleapis.com"  # where TFDS's mnist and fashion_mnist builders download from
+
+
+def reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to host:port opens within `timeout` seconds (TFDS would otherwise retry for minutes)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def tensorflow_available() -> bool:
