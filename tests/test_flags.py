@@ -1,5 +1,7 @@
 """train.mnist's flags are checked before anything runs; a diverging run stops with a non-zero exit."""
 
+import errno
+import pathlib
 import time
 
 import jax
@@ -75,3 +77,15 @@ def test_offline_without_data_dir_fails_at_once_naming_the_flag(tmp_path, monkey
     with pytest.raises(data.DataError, match=r"storage.googleapis.com unreachable.*pass --data-dir DIR"):
         data.load("mnist", None, tmp_path / "tfds")
     assert time.monotonic() - start < 30
+
+
+def test_a_full_disk_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", full)
+    argv = ["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--no-compile-cache"]
+    assert mnist.main(argv) == 1
+    assert capsys.readouterr().err == f"error: No space left on device: {tmp_path / 'run'}\n"
+    with pytest.raises(OSError, match="No space left"):
+        mnist.main(argv + ["--debug"])

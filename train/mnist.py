@@ -83,6 +83,7 @@ def parse_command_line(argv=None) -> argparse.Namespace:
     p.add_argument("--train-subset", type=at_least(1), help="train on the first N images only")
     p.add_argument("--test-subset", type=at_least(1), help="evaluate on the first N test images only")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     p.add_argument("--compile-cache", default=str(startup.default_cache_dir()), metavar="DIR",
                    help="persistent XLA compilation cache (default: $JAX_COMPILATION_CACHE_DIR, else "
                         "$XDG_CACHE_HOME/jaxcnn, else ~/.cache/jaxcnn)")
@@ -128,8 +129,11 @@ def main(argv=None) -> int:
     init_distributed(args)
     try:
         train_and_evaluate(config_of(args))
-    except (data_lib.DataError, TrainingError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (data_lib.DataError, TrainingError, OSError) as err:  # OSError: a full or read-only disk, ...
+        if args.debug:
+            raise
+        what = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else str(err)
+        print(f"error: {what}", file=sys.stderr)
         return 1
     return 0
 
