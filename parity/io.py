@@ -21,6 +21,8 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 import jaxcnn
 from jaxcnn.files import atomic_target
 from parity import convert, torch_models
+from train.fit import build_model
+from train.inspect import InspectError, load_trained
 
 TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
 
@@ -130,16 +132,39 @@ def check_target(source: str | Path, target: str | Path, overwrite: bool = False
                               "with --overwrite; give a new target")
 
 
+def is_run_folder(path: str | Path) -> bool:
+    """A `python -m train.mnist --out` folder (or its checkpoints/ directory)."""
+    path = Path(path)
+    return path.is_dir() and (path.name == "checkpoints" or (path / "checkpoints").is_dir())
+
+
+def _convert_run(model_name: str, source: Path, target: Path) -> str:
+    """The newest intact checkpoint of a train.mnist run, as a torch state_dict of the model it trained."""
+    try:
+        trained = load_trained(source, model_name)
+    except InspectError as err:
+        raise ValueError(str(err)) from err
+    _, kwargs = build_model(trained.config["model"], trained.config["init"])
+    module = torch_models.create(model_name, **kwargs)
+    state = convert.flax_to_torch(trained.variables, trained.model, module)
+    module.load_state_dict(state, strict=True)
+    save_torch_state(state, target)
+    return f"train.mnist run (epoch {trained.epoch}) -> torch"
+
+
 def convert_file(model_name: str, source: str | Path, target: str | Path, overwrite: bool = False,
                  **model_kwargs) -> str:
     """Converts a checkpoint file between torch and Flax for the registry model `model_name`.
 
     torch (.pt/.pth/.bin or torch-keyed .safetensors) -> Flax (.safetensors or an orbax directory);
-    Flax (.safetensors or orbax directory) -> torch (.pt/.pth or .safetensors). Returns the direction.
+    Flax (.safetensors or orbax directory) -> torch (.pt/.pth or .safetensors); a `python -m train.mnist` run
+    folder (its newest checkpoint) -> torch. Returns the direction.
     The target is written atomically and never replaces the source, nor an existing file or directory unless
     `overwrite` (see check_target).
     """
     check_target(source, target, overwrite)
+    if is_run_folder(source):
+        return _convert_run(model_name, Path(source), Path(target))
     model = jaxcnn.create_model(model_name, **model_kwargs)
     module = torch_models.create(model_name, **model_kwargs)
     if holds_flax(source):

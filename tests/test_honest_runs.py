@@ -7,7 +7,9 @@ import dataclasses
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 import pytest
+import torch
 
+from parity.__main__ import main
 from tests.conftest import MNIST_DIR
 from train import resume
 from train.checkpoint import CheckpointError, Checkpoints
@@ -95,3 +97,15 @@ def test_resume_with_allow_changes_warns_and_trains(tmp_path, capsys):
     metrics = train_and_evaluate(_config(tmp_path, epochs=2, resume=True, lr=2e-3, allow_changes=True))
     assert "resuming with changed settings: --lr 0.001 (saved) -> 0.002 (now)" in capsys.readouterr().err
     assert len(metrics["epochs"]) == 2
+
+
+@pytest.mark.mnist
+def test_parity_convert_takes_a_run_folder(tmp_path, capsys):
+    train_and_evaluate(_config(tmp_path, export_torch=str(tmp_path / "exported.pt")))
+    run = str(tmp_path / "run")
+    assert main(["convert", "--model", "lenet5_mnist", run, str(tmp_path / "converted.pt")]) == 0
+    assert "train.mnist run (epoch 1) -> torch" in capsys.readouterr().out
+    exported, converted = (torch.load(tmp_path / f, weights_only=True) for f in ("exported.pt", "converted.pt"))
+    assert list(converted) == list(exported) and all(torch.equal(converted[k], exported[k]) for k in exported)
+    assert main(["convert", "--model", "mnist_cnn", run, str(tmp_path / "other.pt")]) == 2
+    assert "was trained with --model lenet5_mnist" in capsys.readouterr().err
