@@ -23,3 +23,10 @@ def write_text(path: str | Path, text: str) -> None:
     """`path.write_text(text)`, atomically."""
     with atomic_target(path) as tmp:
         tmp.write_text(text)
+
+
+def error_line(err: BaseException) -> str:
+    """An expected failure in one line: an OSError as 'No space left on device: PATH', anything else as its text."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    return str(err)

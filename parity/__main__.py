@@ -19,6 +19,7 @@ import jax
 import torch
 
 import jaxcnn
+from jaxcnn.files import error_line
 from parity import device, io, suite
 from parity.port import cli as port_cli
 
@@ -77,8 +78,8 @@ def _convert(args) -> int:
     except (OSError, ValueError) as err:  # ConversionError, FileExistsError, FileNotFoundError, a full disk ...
         if args.debug:
             raise
-        what = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else str(err)
-        print(f"error: {what}\n(nothing was written to {args.target}; --debug shows the traceback)", file=sys.stderr)
+        print(f"error: {error_line(err)}\n(nothing was written to {args.target}; --debug shows the traceback)",
+              file=sys.stderr)
         return 2
     print(f"{args.model}: {direction}: {args.source} -> {args.target}")
     return 0

@@ -1,10 +1,12 @@
 """`python -m parity port file.py:Class --input-shape ... --out DIR`: files, report, refusals."""
 
+import errno
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 import torch
 
 from parity import io, port
@@ -96,3 +98,15 @@ def test_readme_example_runs(capsys):
     exec(compile(code[:code.index("```")], "README.md", "exec"), {"__name__": "readme_example"})
     printed = capsys.readouterr().out
     assert "class SmallNet(nn.Module)" in printed and "round trip" in printed and "FAILED" not in printed
+
+
+def test_port_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[1]))
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    assert _port(tmp_path / "o", "Functional", "1,1,28,28") == 2
+    assert capsys.readouterr().err.startswith("error: No space left on device: ")
+    assert sorted(tmp_path.iterdir()) == []
+    with pytest.raises(OSError):
+        _port(tmp_path / "o", "Functional", "1,1,28,28", "--debug")

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn import inspect as tools
+from jaxcnn.files import error_line
 from jaxcnn.preprocess import PREPROCESS
 from train import data as data_lib
 from train import figures
@@ -173,6 +174,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--occlusion-size", type=int, default=7)
     p.add_argument("--occlusion-stride", type=int, default=1)
     p.add_argument("--class-steps", type=int, default=200, help="gradient-ascent steps per class-model image")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p.parse_args(argv)
 
 
@@ -183,8 +185,10 @@ def main(argv=None) -> int:
         dataset = data_lib.load(trained.config["dataset"], args.data_dir, args.tfds_dir)
         written = inspect(trained, dataset, args.out, args.image_index, args.target, args.layer, args.neighbours,
                           args.occlusion_size, args.occlusion_stride, args.class_steps)
-    except (InspectError, TrainingError, data_lib.DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (InspectError, TrainingError, data_lib.DataError, ValueError, OSError) as err:
+        if args.debug:
+            raise
+        print(f"error: {error_line(err)}", file=sys.stderr)
         return 1
     for file, what in written:
         print(f"{Path(args.out) / file}: {what}")

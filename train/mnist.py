@@ -14,6 +14,7 @@ import sys
 
 import jax
 
+from jaxcnn.files import error_line
 from jaxcnn.preprocess import PREPROCESS
 from train import data as data_lib
 from train import recipes, startup
@@ -132,8 +133,7 @@ def main(argv=None) -> int:
     except (data_lib.DataError, TrainingError, OSError) as err:  # OSError: a full or read-only disk, ...
         if args.debug:
             raise
-        what = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else str(err)
-        print(f"error: {what}", file=sys.stderr)
+        print(f"error: {error_line(err)}", file=sys.stderr)
         return 1
     return 0
 

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import torch
 
-from jaxcnn.files import write_text
+from jaxcnn.files import error_line, write_text
 from jaxcnn.interchange import ConversionError
 from parity import io
 from parity.port._check import check
@@ -34,6 +34,7 @@ def add_parser(commands) -> None:
     port.add_argument("--out", required=True, help="the directory to write (must not exist, or hold a port)")
     port.add_argument("--overwrite", action="store_true", help="replace a directory that holds an earlier port")
     port.add_argument("--seed", type=int, default=0, help="of the random input and targets of the checks")
+    port.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
 def _fail(message: str) -> int:
@@ -92,9 +93,13 @@ def run(args) -> int:
             module.load_state_dict(io.load_torch_state(args.weights), strict=True)
         x = np.random.default_rng(args.seed).standard_normal(shape).astype(np.float32)
         ported = build(module, x)
-    except (PortError, ConversionError, FileExistsError, FileNotFoundError, ValueError) as err:
-        return _fail(str(err))
+    except (PortError, ConversionError, OSError, ValueError) as err:  # ConversionError, PortError: ValueErrors
+        if args.debug:
+            raise
+        return _fail(error_line(err))
     except RuntimeError as err:  # load_state_dict's missing/unexpected keys
+        if args.debug:
+            raise
         return _fail(f"{args.weights}: {err}")
     tmp = out.absolute().with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -109,6 +114,10 @@ def run(args) -> int:
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
+    except OSError as err:  # a full or read-only disk
+        if args.debug:
+            raise
+        return _fail(f"{error_line(err)} (nothing was written to {out})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{type(module).__name__} -> {out / 'model.py'} (class {type(model).__name__}), "
