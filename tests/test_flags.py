@@ -79,13 +79,14 @@ def test_offline_without_data_dir_fails_at_once_naming_the_flag(tmp_path, monkey
     assert time.monotonic() - start < 30
 
 
-def test_a_full_disk_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
-    def full(self, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+@pytest.mark.parametrize("code, text", [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")])
+def test_a_full_or_read_only_disk_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys, code, text):
+    def fails(self, *args, **kwargs):
+        raise OSError(code, text, str(self))
 
-    monkeypatch.setattr(pathlib.Path, "mkdir", full)
+    monkeypatch.setattr(pathlib.Path, "mkdir", fails)
     argv = ["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--no-compile-cache"]
     assert mnist.main(argv) == 1
-    assert capsys.readouterr().err == f"error: No space left on device: {tmp_path / 'run'}\n"
-    with pytest.raises(OSError, match="No space left"):
+    assert capsys.readouterr().err == f"error: {text}: {tmp_path / 'run'}\n"
+    with pytest.raises(OSError, match=text):
         mnist.main(argv + ["--debug"])
