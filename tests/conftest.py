@@ -1,5 +1,6 @@
 """Test set-up: 8 fake CPU devices for data-parallel tests, set before JAX initialises."""
 
+import gc
 import os
 
 os.environ["XLA_FLAGS"] = " ".join(
@@ -12,6 +13,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from parity import suite  # noqa: E402
 from train import data  # noqa: E402
 
 # The real MNIST files: $JAXCNN_DATA_DIR, else ../shared/data/mnist beside the repository (never copied into it).
@@ -49,3 +51,17 @@ def rng() -> np.random.Generator:
 def _highest_precision():
     with jax.default_matmul_precision("highest"):
         yield
+
+
+LARGE = ("vgg", "alexnet")
+
+
+@pytest.fixture(autouse=True)
+def _release_large_networks(request):
+    """After a test of a large network (VGG's 130M parameters), what the worker keeps of it goes: the cached torch
+    originals, JAX's compiled programs, unreachable objects. Two workers holding several VGGs each outgrow 24 GiB."""
+    yield
+    if any(name in request.node.name for name in LARGE):
+        suite._built_original.cache_clear()
+        jax.clear_caches()
+        gc.collect()
