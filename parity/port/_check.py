@@ -14,7 +14,7 @@ import torch.fx as fx
 from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
-from parity import referee
+from parity import referee, training
 from parity.check import exact_numerics
 from parity.port._layout import Layout
 from parity.port._trace import _symbolic_trace
@@ -71,7 +71,8 @@ def _outputs(y) -> list:
 
 
 def _loss_torch(outputs, targets):
-    return sum(torch.mean((y - torch.as_tensor(t, dtype=y.dtype)) ** 2) for y, t in zip(outputs, targets))
+    """parity.training's MSE of each output against its target, summed over the outputs."""
+    return sum(training.torch_loss("mse", y, torch.as_tensor(t, dtype=y.dtype)) for y, t in zip(outputs, targets))
 
 
 def _torch_run(module: torch.nn.Module, x: np.ndarray, targets: list, masks: dict, train: bool):
@@ -112,7 +113,7 @@ def _flax_run(model: nn.Module, variables: dict, x: np.ndarray, targets: list, t
         ys = _outputs(y)
         output_layouts[:] = [Layout.channels_last(o.ndim) for o in ys]
         ts = [jnp.asarray(Layout.channels_last(t.ndim).to_flax(t)) for t in targets]
-        return sum(jnp.mean((a - t) ** 2) for a, t in zip(ys, ts)), (ys, new)
+        return sum(training.flax_loss("mse", a, t) for a, t in zip(ys, ts)), (ys, new)
 
     with exact_numerics():
         (loss, (ys, new)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])

@@ -76,28 +76,26 @@ def neg(ctx, input):
     return _unary(ctx, input, "-{}")
 
 
-def _feature_axis(ctx: Context, value: Value, dim, what: str) -> tuple[str, Layout]:
-    """(name, axis) for a function along torch's `dim` of `value` that commutes with permuting that axis."""
+def _along_features(ctx: Context, value: Value, dim, function: str) -> Value:
+    """`jax.nn.<function>(x, axis=...)` along torch's `dim`, for a function that commutes with permuting that axis
+    (so a flattened channels-last tensor stays as it is when `dim` is its features)."""
     if dim is None:
-        raise Unsupported(f"{what} needs dim= (torch's implicit dim is deprecated)")
+        raise Unsupported(f"{function} needs dim= (torch's implicit dim is deprecated)")
     if value.layout.flat_from is not None and dim % 2 == 1:
-        return value.var, 1  # along all features: their order does not matter
-    var = value.var if value.layout.flat_from is None else ctx.torch_order(value)
-    layout = value.layout if value.layout.flat_from is None else Layout.same(value.rank)
-    return var, layout.axis(dim)
+        return ctx.out(f"jax.nn.{function}({value.var}, axis=1)", value.layout)  # all features: order does not matter
+    if value.layout.flat_from is not None:
+        value = Value(ctx.torch_order(value), Layout.same(value.rank), value.shape, value.dtype)
+    return ctx.out(f"jax.nn.{function}({value.var}, axis={value.layout.axis(dim)})", value.layout)
 
 
 @handles(torch.softmax, F.softmax, methods=("softmax",))
 def softmax(ctx, input, dim=None, _stacklevel=3, dtype=None):
-    var, axis = _feature_axis(ctx, input, dim, "softmax")
-    return ctx.out(f"jax.nn.softmax({var}, axis={axis})", input.layout if var == input.var else Layout.same(input.rank))
+    return _along_features(ctx, input, dim, "softmax")
 
 
 @handles(torch.log_softmax, F.log_softmax, methods=("log_softmax",))
 def log_softmax(ctx, input, dim=None, _stacklevel=3, dtype=None):
-    var, axis = _feature_axis(ctx, input, dim, "log_softmax")
-    layout = input.layout if var == input.var else Layout.same(input.rank)
-    return ctx.out(f"jax.nn.log_softmax({var}, axis={axis})", layout)
+    return _along_features(ctx, input, dim, "log_softmax")
 
 
 @handles(methods=("contiguous",))
