@@ -28,6 +28,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from jaxcnn import registry
 from jaxcnn.files import atomic_target
 from jaxcnn.layers import Dropout, Flatten, Linear
+from jaxcnn.nnx_model import NNXModel
 from jaxcnn.summary import trace_layers
 
 _BATCHNORM = {"weight": ("params", "scale"), "bias": ("params", "bias"),
@@ -234,12 +235,22 @@ def as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def load_torch_weights(model: nn.Module, source: str | Path | Mapping[str, Any], sample_shape_nchw=None) -> dict:
+def _nnx_model(model) -> NNXModel | None:
+    """`model` when it is a jaxcnn.NNXModel, None for a linen module."""
+    if isinstance(model, nn.Module):
+        return None
+    if not isinstance(model, NNXModel):
+        raise TypeError(f"expected a jaxcnn linen module or a jaxcnn.NNXModel, got {type(model).__name__}")
+    return model
+
+
+def load_torch_weights(model, source: str | Path | Mapping[str, Any], sample_shape_nchw=None):
     """Flax variables for `model` from torch-keyed weights: a `.safetensors` file or a mapping of torch keys to
     arrays (numpy, JAX or torch tensors). No torch needed.
 
     Arguments:
-        model: the jaxcnn (Flax linen) module the weights are for.
+        model: the jaxcnn (Flax linen) module the weights are for; or a jaxcnn.NNXModel
+            (`create_model(name, api="nnx", ...)`), which is loaded in place and returned.
         source: a path to a torch-keyed .safetensors file, or a mapping {'conv1.weight': (O, I, kh, kw), ...}.
         sample_shape_nchw: an input shape (N, C, H, W) to trace the model with (for networks that take any size,
             the first Linear's permutation depends on it); default: one image of `model.input_shape`.
@@ -249,6 +260,10 @@ def load_torch_weights(model: nn.Module, source: str | Path | Mapping[str, Any],
     Raises:
         ConversionError listing every missing key, unexpected key and shape mismatch.
     """
+    nnx_model = _nnx_model(model)
+    if nnx_model is not None:
+        nnx_model.load_variables(load_torch_weights(nnx_model.module, source, sample_shape_nchw))
+        return nnx_model
     state = read_torch_safetensors(source) if isinstance(source, (str, Path)) else dict(source)
     slots, unexpected, missing, _ = _plan(_traced(model, sample_shape_nchw), list(state))
     mismatched = [f"{s.torch_key}: got {tuple(np.shape(state[s.torch_key]))}, the model expects {s.torch_shape()}"
@@ -261,16 +276,22 @@ def load_torch_weights(model: nn.Module, source: str | Path | Mapping[str, Any],
     return unflatten_dict(flat)
 
 
-def torch_state_dict(model: nn.Module, variables: Mapping, keys: Sequence[str] | None = None,
+def torch_state_dict(model, variables: Mapping | None = None, keys: Sequence[str] | None = None,
                      sample_shape_nchw=None) -> dict[str, np.ndarray]:
     """The torch-keyed mapping of `variables` (numpy arrays in torch's layouts), as the torch original's
     `state_dict()` holds it; num_batches_tracked, which Flax does not keep, is 0 (int64).
 
     Arguments:
+        model: a jaxcnn linen module with its `variables`, or a jaxcnn.NNXModel (its own variables).
         keys: the torch state_dict's keys (e.g. `list(module.state_dict())`); default `torch_keys(model)`.
     Raises:
         ConversionError when the keys, the model and the variables disagree.
     """
+    nnx_model = _nnx_model(model)
+    if nnx_model is not None:
+        model, variables = nnx_model.module, nnx_model.variables() if variables is None else variables
+    if variables is None:
+        raise TypeError("torch_state_dict(model, variables): a linen module needs its variables")
     traced = _traced(model, sample_shape_nchw)  # once, for the keys and the plan
     keys = list(_keys(traced, registry.config_of(model).torch_sequentials) if keys is None else keys)
     slots, unexpected, missing, dropped = _plan(traced, keys)
@@ -305,8 +326,11 @@ def read_torch_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     return dict(safetensors.numpy.load_file(str(path)))
 
 
-def write_torch_safetensors(state: Mapping[str, Any], path: str | Path) -> None:
+def write_torch_safetensors(state: Mapping[str, Any], path: str | Path,
+                            metadata: Mapping[str, str] | None = None) -> None:
     """Writes a torch-keyed mapping of arrays as .safetensors, atomically; torch's
-    `safetensors.torch.load_file` reads it back as a state_dict."""
+    `safetensors.torch.load_file` reads it back as a state_dict. metadata: str -> str pairs kept in the header
+    (jaxcnn.pretrained.About.to_metadata)."""
     with atomic_target(path) as tmp:
-        safetensors.numpy.save_file({k: np.ascontiguousarray(as_numpy(v)) for k, v in state.items()}, str(tmp))
+        safetensors.numpy.save_file({k: np.ascontiguousarray(as_numpy(v)) for k, v in state.items()}, str(tmp),
+                                    metadata=dict(metadata) if metadata else None)

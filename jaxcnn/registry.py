@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.config import ModelConfig
+from jaxcnn.nnx_model import NNXModel
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _CONFIGS: dict[str, ModelConfig] = {}
@@ -61,11 +62,27 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+APIS = ("linen", "nnx")
+
+
+def create_model(name: str, api: str = "linen", rngs=None, **kwargs):
     """Builds a registered network; with no kwargs, exactly the configuration of ARCHITECTURES.md.
 
+    Arguments:
+        api: "linen" (a flax.linen Module: `init` / `apply`) or "nnx" (a `jaxcnn.NNXModel`, an nnx.Module holding
+            its variables, initialised from `rngs`; same parameter tree and outputs as the linen module).
+        rngs: for api="nnx", an `nnx.Rngs` (streams 'params' and 'dropout', else 'default').
+        kwargs: the network's fields (`num_classes`, `input_size`, ...).
     Unknown names and unknown keyword arguments raise errors that list the valid ones.
     """
+    if api not in APIS:
+        raise ValueError(f"api must be one of {APIS}, got {api!r}")
+    if api == "nnx":
+        if rngs is None:
+            raise TypeError(f'create_model({name!r}, api="nnx") needs rngs, e.g. rngs=nnx.Rngs(0)')
+        return NNXModel(create_model(name, **kwargs), rngs=rngs)
+    if rngs is not None:
+        raise TypeError("rngs is for api='nnx'; a linen module takes its key in model.init(key, x)")
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     build = _MODELS[name]

@@ -1,11 +1,14 @@
 """python -m parity [check] [--models ...] [--json PATH]   |   python -m parity convert --model NAME SRC DST
    |   python -m parity port path/to/file.py:ClassName --input-shape N,C,H,W --out DIR
+   |   python -m parity pretrained NAME --out FILE.safetensors
 
 check: every registry model (or those named) through forward, gradient and round-trip checks
 against its torch original; prints a table, exits non-zero if any fails.
 convert: a checkpoint between torch (.pt/.pth, torch-keyed .safetensors) and Flax
 (.safetensors, orbax directory); the direction follows from the source.
 port: your own torch nn.Module as a readable Flax module (DIR/model.py) with its weights and a parity report.
+pretrained: torchvision's ImageNet weights (alexnet, vgg16, vgg16_bn, vgg19, vgg19_bn), verified, as a
+torch-keyed .safetensors that jaxcnn.load_pretrained reads without torch.
 """
 
 import argparse
@@ -20,7 +23,7 @@ import torch
 
 import jaxcnn
 from jaxcnn.files import error_line
-from parity import device, io, suite
+from parity import device, io, pretrained, suite
 from parity.port import cli as port_cli
 
 
@@ -105,9 +108,10 @@ def main(argv=None) -> int:
     convert.add_argument("source")
     convert.add_argument("target")
     port_cli.add_parser(commands)
+    pretrained.add_parser(commands)
     args = parser.parse_args(argv)
     device.deterministic_xla()  # before JAX starts its backends
-    commands = {"convert": _convert, "port": port_cli.run}
+    commands = {"convert": _convert, "port": port_cli.run, "pretrained": pretrained.run}
     return commands.get(args.command, _check)(args)
 
 

@@ -71,6 +71,13 @@ def maps_figure(image: np.ndarray, maps: list[tuple], path: Path, title: str) ->
     _save(fig, path)
 
 
+def occlusion_extent(size: int, stride: int, map_shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(left, right, bottom, top) placing an occlusion map on its image: each value sits at its patch's centre."""
+    first = (size - 1) / 2
+    return (first - stride / 2, first + (map_shape[1] - 0.5) * stride, first + (map_shape[0] - 0.5) * stride,
+            first - stride / 2)
+
+
 def rows_figure(rows: list[tuple[str, np.ndarray, list[str]]], path: Path, title: str) -> None:
     """One row per (label, images (K, H, W, C), per-image titles)."""
     plt = _pyplot()

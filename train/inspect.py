@@ -1,9 +1,12 @@
-"""python -m train.inspect: pictures of what a network trained by train.mnist has learned (notebook 004's tools).
+"""python -m train.inspect: pictures of what a network has learned (notebook 004's tools).
 
     python -m train.inspect --checkpoint runs/cnn --data-dir ../shared/data/mnist --out runs/cnn/inspect
+    python -m train.inspect --weights alexnet.safetensors --image cat.jpg --out inspect/alexnet
 
-Reads the newest checkpoint under --checkpoint (a train.mnist --out directory), takes test image
---image-index, and writes one PNG per tool and index.md listing them into --out.
+--checkpoint: the newest checkpoint of a train.mnist --out directory, explained on test image --image-index.
+--weights: a pretrained file (python -m parity pretrained): its first-layer filters; with --image PHOTO (JPEG or
+PNG) also the top-5 classes, gradient saliency, guided backprop and occlusion for the top class.
+Writes one PNG per tool and index.md listing them into --out.
 """
 
 import argparse
@@ -22,6 +25,7 @@ from train import data as data_lib
 from train import figures
 from train.checkpoint import Checkpoints
 from train.fit import TrainingError, build_model
+from train.inspect_photo import OCCLUSION_SIZE, OCCLUSION_STRIDE, inspect_photo
 from train.optimizers import create_optimizer
 from train.step import init_state, variables_of
 
@@ -121,9 +125,7 @@ def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_
                                       f"{embeddings.shape[1]} values) and in pixel space"))
 
     occluded = np.asarray(tools.occlusion(model, variables, image, target, occlusion_size, occlusion_stride, low))
-    first, stride = (occlusion_size - 1) / 2, occlusion_stride  # the map's values sit at the patch centres
-    extent = (first - stride / 2, first + (occluded.shape[1] - 0.5) * stride,
-              first + (occluded.shape[0] - 0.5) * stride, first - stride / 2)
+    extent = figures.occlusion_extent(occlusion_size, occlusion_stride, occluded.shape)
     figures.maps_figure(raw, [(f"P(class {target}), {occlusion_size}x{occlusion_size} patch", occluded, "viridis",
                                extent)], out / "occlusion.png",
                         f"occlusion: {about}, P = {float(probabilities[target]):.3f}")
@@ -162,8 +164,12 @@ def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.inspect", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a train.mnist --out directory")
-    p.add_argument("--model", help="the registry model (checked against the checkpoint; default: the checkpoint's)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a train.mnist --out directory")
+    source.add_argument("--weights", help="a torch-keyed .safetensors (python -m parity pretrained NAME writes one)")
+    p.add_argument("--model", help="the registry model (checked against the checkpoint or weights; default theirs)")
+    p.add_argument("--image", help="with --weights: a photo (JPEG/PNG) to classify and explain")
+    p.add_argument("--top", type=int, default=5, help="with --image: how many classes to print (default 5)")
     p.add_argument("--data-dir", help=f"the four IDX .gz files (or set ${data_lib.DATA_DIR_ENV}); without it, TFDS")
     p.add_argument("--tfds-dir", help="TFDS data_dir")
     p.add_argument("--out", required=True, help="where the PNGs and index.md go")
@@ -171,20 +177,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--class", dest="target", type=int, help="the class to explain (default: the image's label)")
     p.add_argument("--layer", help="the layer whose activation maps to draw (default: the first conv)")
     p.add_argument("--neighbours", type=int, default=8)
-    p.add_argument("--occlusion-size", type=int, default=7)
-    p.add_argument("--occlusion-stride", type=int, default=1)
+    p.add_argument("--occlusion-size", type=int, help=f"default 7 (MNIST), {OCCLUSION_SIZE} (a photo)")
+    p.add_argument("--occlusion-stride", type=int, help=f"default 1 (MNIST), {OCCLUSION_STRIDE} (a photo)")
     p.add_argument("--class-steps", type=int, default=200, help="gradient-ascent steps per class-model image")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.image and not args.weights:
+        p.error("--image goes with --weights (a checkpoint's run is explained on test image --image-index)")
+    return args
+
+
+def _run(args) -> list[tuple[str, str]]:
+    if args.weights:
+        written, predictions = inspect_photo(args.weights, args.out, args.image, args.model, args.target, args.top,
+                                             args.occlusion_size or OCCLUSION_SIZE,
+                                             args.occlusion_stride or OCCLUSION_STRIDE)
+        for rank, (index, label, probability) in enumerate(predictions, 1):
+            print(f"{rank}. {label} (class {index}): P = {probability:.3f}")
+        return written
+    trained = load_trained(args.checkpoint, args.model)
+    dataset = data_lib.load(trained.config["dataset"], args.data_dir, args.tfds_dir)
+    return inspect(trained, dataset, args.out, args.image_index, args.target, args.layer, args.neighbours,
+                   args.occlusion_size or 7, args.occlusion_stride or 1, args.class_steps)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        trained = load_trained(args.checkpoint, args.model)
-        dataset = data_lib.load(trained.config["dataset"], args.data_dir, args.tfds_dir)
-        written = inspect(trained, dataset, args.out, args.image_index, args.target, args.layer, args.neighbours,
-                          args.occlusion_size, args.occlusion_stride, args.class_steps)
+        written = _run(args)
     except (InspectError, TrainingError, data_lib.DataError, ValueError, OSError) as err:
         if args.debug:
             raise
