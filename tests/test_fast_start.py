@@ -70,6 +70,7 @@ def test_second_identical_run_loads_every_program_from_the_cache(tmp_path):
     assert sorted(HIT.findall(second)) == sorted(re.sub(r"jit\((\w+)\)", r"jit_\1", c) for c in compiled)
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_no_compile_cache_keeps_nothing(tmp_path):
     log = _train(tmp_path, "run", "--no-compile-cache")

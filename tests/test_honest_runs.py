@@ -67,7 +67,8 @@ def _damage(epoch_dir, how: str) -> None:
 
 
 @pytest.mark.mnist
-@pytest.mark.parametrize("how", [pytest.param("missing", marks=pytest.mark.slow), "flipped"])
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["missing", "flipped"])
 def test_resume_passes_over_a_damaged_checkpoint_naming_it(tmp_path, capsys, how):
     train_and_evaluate(_config(tmp_path, epochs=2))
     _damage(tmp_path / "run" / "checkpoints" / "2", how)
@@ -99,6 +100,7 @@ def test_resume_with_allow_changes_warns_and_trains(tmp_path, capsys):
     assert len(metrics["epochs"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_parity_convert_takes_a_run_folder(tmp_path, capsys):
     train_and_evaluate(_config(tmp_path, export_torch=str(tmp_path / "exported.pt")))

@@ -86,7 +86,8 @@ def test_kwargs_change_the_configuration(name):
     assert y.shape[-1] == 7
 
 
-@pytest.mark.parametrize("name,affine_without_act", [("lenet5_mnist", True), ("cnn_bn_dropout", True),
+@pytest.mark.parametrize("name,affine_without_act", [pytest.param("lenet5_mnist", True, marks=pytest.mark.slow),
+                                                     ("cnn_bn_dropout", True),
                                                      ("mnist_cnn", False)])  # mnist_cnn: max-pools
 def test_act_kwarg_swaps_the_nonlinearity_and_nothing_else(name, affine_without_act):
     model = jaxcnn.create_model(name)

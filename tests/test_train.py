@@ -95,7 +95,7 @@ def _run_steps(parallel, devices, steps=10, batch=32, model_name="mnist_cnn"):
     return trainer.unreplicate(state).params, trainer.host_losses(losses), trainer.evaluate(state, imgs, labs)
 
 
-@pytest.mark.parametrize("parallel", ["sharding", "pmap"])
+@pytest.mark.parametrize("parallel", ["sharding", pytest.param("pmap", marks=pytest.mark.slow)])
 def test_data_parallel_over_8_devices_equals_one_device(parallel):
     assert len(jax.devices()) == 8
     single, single_losses, single_eval = _run_steps("sharding", jax.devices()[:1])

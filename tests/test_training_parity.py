@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import jaxcnn
 from jaxcnn import layers
 from parity import check, steps, suite, training
 from tests import helpers, spec
@@ -11,8 +12,12 @@ from train.optimizers import torch_adamw
 SMALL = spec.NINE
 
 
-@pytest.mark.parametrize("train", [False, True], ids=["eval", "train-shared-dropout"])
-@pytest.mark.parametrize("name", spec.registry())
+# The representative VGG in train mode only in the fast set (its eval-mode gradients: slow).
+@pytest.mark.parametrize("name,train", [
+    pytest.param(*case, id=f"{case[0]}-{'train-shared-dropout' if case[1] else 'eval'}",
+                 marks=[pytest.mark.slow] * (case[0].startswith("vgg") and (case[0] != spec.REPRESENTATIVE_VGG
+                                                                            or not case[1])))
+    for case in [(name, train) for name in jaxcnn.list_models() for train in (False, True)]])
 def test_float32_gradients_equal_torch(name, train):
     """On inputs without near-kinks (see helpers.random_pair): sun_regressor at 64x64 and VGG-BN at 32x32
     (batch 2 in train mode, so that BatchNorm has statistics to take), where such inputs exist."""
