@@ -22,7 +22,8 @@ FINISHED = re.compile(r"Finished XLA compilation of (\S+)")
 HIT = re.compile(r"Persistent compilation cache hit for '([^']+)'")
 
 
-@pytest.mark.parametrize("name,parallel", [("lenet5_mnist", "sharding"), ("cnn_bn_dropout", "pmap")])
+@pytest.mark.parametrize("name,parallel", [("lenet5_mnist", "sharding"),
+                                           pytest.param("cnn_bn_dropout", "pmap", marks=pytest.mark.slow)])
 def test_compiled_init_draws_what_the_eager_init_draws(name, parallel):
     model, tx = jaxcnn.create_model(name), create_optimizer("adam", 1e-3, 0.0)
     trainer = Trainer(model, tx, "normalize", parallel, devices=jax.devices()[:2])

@@ -106,6 +106,7 @@ def test_data_parallel_over_8_devices_equals_one_device(parallel):
     np.testing.assert_allclose(multi_eval, single_eval, rtol=1e-5)  # (mean loss, accuracy) over all 512 images
 
 
+@pytest.mark.slow
 def test_scan_loop_equals_step_loop():
     model = jaxcnn.create_model("lenet5_mnist")
     tx = torch_adam(1e-3)
@@ -183,6 +184,7 @@ def restore_on_one_device(out, epoch, model_name, optimizer, lr=1e-3):
     return jax.tree_util.tree_map(np.asarray, state), meta
 
 
+@pytest.mark.slow  # the detection itself: tests/test_flags.py
 @pytest.mark.mnist
 def test_nan_loss_stops_with_step_and_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
     train_and_evaluate(_config(tmp_path, epochs=1))

@@ -12,11 +12,11 @@ from train.optimizers import torch_adamw
 SMALL = spec.NINE
 
 
-# The representative VGG in train mode only in the fast set (its eval-mode gradients: slow).
+# AlexNet and the representative VGG in train mode only in the fast set (their eval-mode gradients: slow).
 @pytest.mark.parametrize("name,train", [
     pytest.param(*case, id=f"{case[0]}-{'train-shared-dropout' if case[1] else 'eval'}",
-                 marks=[pytest.mark.slow] * (case[0].startswith("vgg") and (case[0] != spec.REPRESENTATIVE_VGG
-                                                                            or not case[1])))
+                 marks=[pytest.mark.slow] * ((case[0].startswith("vgg") and case[0] != spec.REPRESENTATIVE_VGG)
+                                             or (case[0] in ("alexnet", spec.REPRESENTATIVE_VGG) and not case[1])))
     for case in [(name, train) for name in jaxcnn.list_models() for train in (False, True)]])
 def test_float32_gradients_equal_torch(name, train):
     """On inputs without near-kinks (see helpers.random_pair): sun_regressor at 64x64 and VGG-BN at 32x32
