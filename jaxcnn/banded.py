@@ -16,6 +16,7 @@ One difference from XLA's convolution: a non-finite input value meets T's zeros,
 input turns the whole block of B output columns that sees it into nan.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -75,12 +76,30 @@ def banded_conv2d(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=((0, 0
                   dilation=(1, 1)) -> jax.Array:
     """torch's Conv2d (zero padding, groups=1, no bias) on channels-last input.
 
-    x: (N, H, W, C_in), kernel: (kh, kw, C_in, C_out) -> (N, H_out, W_out, C_out).
+    Arguments:
+        x: (N, H, W, C_in).
+        kernel: (kh, kw, C_in, C_out).
+        stride, dilation: (s_h, s_w), (d_h, d_w).
+        padding: ((top, bottom), (left, right)), zeros.
+
+    Returns:
+        (N, H_out, W_out, C_out), H_out = (H + top + bottom - d_h*(kh-1) - 1) // s_h + 1 (and W_out alike).
     """
     kh, kw, cin, cout = kernel.shape
     if x.ndim != 4 or x.shape[-1] != cin:
         raise ValueError(f"banded_conv2d expects x (N, H, W, {cin}) for kernel {tuple(kernel.shape)}, "
                          f"got {tuple(x.shape)}")
+    stride, dilation = tuple(map(int, stride)), tuple(map(int, dilation))
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    return _banded_conv2d(x, kernel, stride, padding, dilation)
+
+
+# One compiled computation: called eagerly (a model's init, a notebook's apply), its ~30 small operations
+# would otherwise each be compiled on their own (LeNet-5's init: 13.7 s instead of 0.3 s on CPU); under an
+# outer jit it is inlined.
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _banded_conv2d(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> jax.Array:
+    kh, kw, cin, cout = kernel.shape
     (sh, sw), (dh, dw) = stride, dilation
     x = jnp.pad(x, [(0, 0), *padding, (0, 0)])
     n, h, w, _ = x.shape

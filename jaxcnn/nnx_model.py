@@ -59,15 +59,15 @@ class NNXModel(nnx.Module):
 
     def load_variables(self, variables: Mapping[str, Any]) -> None:
         """Replaces every variable in place with linen `variables` of the same tree; raises a ValueError naming
-        the first difference in names or shapes."""
-        for collection in _KINDS:
-            held, given = getattr(self, collection), variables.get(collection, {})
-            want = jax.tree.map(jnp.shape, _values(held))
-            got = jax.tree.map(jnp.shape, _plain(given))
+        every missing, unexpected and misshaped array (nothing is replaced then)."""
+        for collection in _KINDS:  # every collection checked before any is replaced
+            want = jax.tree.map(jnp.shape, _values(getattr(self, collection)))
+            got = jax.tree.map(jnp.shape, _plain(variables.get(collection, {})))
             if want != got:
-                raise ValueError(f"{collection} of {type(self.module).__name__} do not fit: the model holds "
-                                 f"{_describe(want)}, the variables hold {_describe(got)}")
-            _assign(held, given)
+                raise ValueError(f"{collection} of {type(self.module).__name__} do not fit: "
+                                 f"{_differences(want, got)}")
+        for collection in _KINDS:
+            _assign(getattr(self, collection), variables.get(collection, {}))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         variables = self.variables()
@@ -100,7 +100,16 @@ def _assign(held, given: Mapping) -> None:
             held[key].set_value(jnp.asarray(value, held[key].get_value().dtype))
 
 
-def _describe(shapes: Mapping) -> str:
+def _flat_shapes(shapes: Mapping) -> dict[str, tuple]:
     flat = jax.tree_util.tree_flatten_with_path(shapes, is_leaf=lambda s: isinstance(s, tuple))[0]
-    paths = ["/".join(str(getattr(k, "key", k)) for k in path) + f" {shape}" for path, shape in flat]
-    return ", ".join(paths[:6]) + (f" ... ({len(paths)} arrays)" if len(paths) > 6 else "") if paths else "nothing"
+    return {"/".join(str(getattr(k, "key", k)) for k in path): shape for path, shape in flat}
+
+
+def _differences(want: Mapping, got: Mapping) -> str:
+    """What differs between two trees of shapes: missing, unexpected and misshaped arrays, by path."""
+    want, got = _flat_shapes(want), _flat_shapes(got)
+    parts = [f"missing {sorted(want.keys() - got.keys())}" if want.keys() - got.keys() else "",
+             f"unexpected {sorted(got.keys() - want.keys())}" if got.keys() - want.keys() else "",
+             ", ".join(f"{k}: the model holds {want[k]}, the variables {got[k]}"
+                       for k in sorted(want.keys() & got.keys()) if want[k] != got[k])]
+    return "; ".join(p for p in parts if p)

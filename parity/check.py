@@ -122,7 +122,8 @@ def compare_layer(torch_layer: torch.nn.Module, flax_layer: nn.Module, variables
     with torch.no_grad():
         y_torch = torch_layer(to_torch(x.astype(np.float32)))
         y_float64 = referee.float64_copy(torch_layer)(to_torch(x.astype(np.float64)))
-    return compare_arrays(y_torch, flax_layer.apply(variables, to_nhwc(x.astype(np.float32))), y_float64, rtol)
+    y_flax = jax.jit(flax_layer.apply)(variables, to_nhwc(x.astype(np.float32)))  # one compile, not one per op
+    return compare_arrays(y_torch, y_flax, y_float64, rtol)
 
 
 def compare_outputs(module: torch.nn.Module, model: nn.Module, variables: Any, x_nchw: Any,

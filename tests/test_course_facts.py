@@ -126,10 +126,14 @@ def _torch_pair(torch_layer, flax_layer, x_nchw):
      (20, 33, 8, 50, 99)),
 ])
 def test_1x1_conv1d_conv3d_shapes_and_values_of_notebook_004(torch_layer, flax_layer, x_shape, out_shape):
+    """The notebook's shapes on its whole batch (shapes only), the values on two of its inputs."""
     torch.manual_seed(0)
-    result = _torch_pair(torch_layer, flax_layer, torch.randn(x_shape))
-    assert result.torch_shape == (out_shape[0], *out_shape[2:], out_shape[1])
+    result = _torch_pair(torch_layer, flax_layer, torch.randn(2, *x_shape[1:]))
+    assert result.torch_shape == (2, *out_shape[2:], out_shape[1])
     assert result.ok, result
+    whole = jax.ShapeDtypeStruct((x_shape[0], *x_shape[2:], x_shape[1]), jnp.float32)  # NHWC
+    variables = jax.eval_shape(flax_layer.init, jax.random.key(0), whole)
+    assert jax.eval_shape(flax_layer.apply, variables, whole).shape == (out_shape[0], *out_shape[2:], out_shape[1])
 
 
 @pytest.mark.parametrize("make", [

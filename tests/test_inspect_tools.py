@@ -168,7 +168,10 @@ def test_blur_same_keeps_size_and_constants():
 CLASSIFIERS = [name for name in jaxcnn.list_models() if name != "conv_relu_conv"]
 
 
-@pytest.mark.parametrize("name", spec.registry(CLASSIFIERS, vgg=False))  # fast: AlexNet's ReLUs and max pools
+# Slow: AlexNet and the VGGs (their ReLUs and max pools are the small classifiers' layers; test_inspect_photo
+# draws AlexNet's saliency on a photo in the fast set).
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "alexnet" else n
+                                  for n in spec.registry(CLASSIFIERS, vgg=False)])
 def test_saliency_and_guided_backprop_equal_torch(name):
     kwargs, size = suite.gradient_settings(name)
     size = 32 if name.startswith("vgg") else size  # VGG at its smallest input, 32x32: a quarter of the time

@@ -88,7 +88,8 @@ def test_kwargs_change_the_configuration(name):
 
 @pytest.mark.parametrize("name,affine_without_act", [pytest.param("lenet5_mnist", True, marks=pytest.mark.slow),
                                                      ("cnn_bn_dropout", True),
-                                                     ("mnist_cnn", False)])  # mnist_cnn: max-pools
+                                                     pytest.param("mnist_cnn", False,  # max-pools
+                                                                  marks=pytest.mark.slow)])
 def test_act_kwarg_swaps_the_nonlinearity_and_nothing_else(name, affine_without_act):
     model = jaxcnn.create_model(name)
     swapped = jaxcnn.create_model(name, act=jax.nn.gelu)
@@ -155,13 +156,14 @@ def test_integer_bool_and_half_pixels_compute_what_float32_pixels_do(name):
     """Issue 15: one rule for every registry network: such inputs become float32 (the kernels stay float32)."""
     model = jaxcnn.create_model(name)
     pixels = np.random.default_rng(0).integers(0, 256, (2, *model.input_shape))
-    variables = model.init(jax.random.key(0), jnp.zeros((1, *model.input_shape)))
-    reference = model.apply(variables, jnp.asarray(pixels, jnp.float32))
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, *model.input_shape)))
+    apply = jax.jit(model.apply)  # one compile per input dtype, not one per operation
+    reference = apply(variables, jnp.asarray(pixels, jnp.float32))
     for dtype in (jnp.uint8, jnp.int32, jnp.float16, jnp.bfloat16):  # 0..255 is exact in all four
-        y = model.apply(variables, jnp.asarray(pixels, dtype))
+        y = apply(variables, jnp.asarray(pixels, dtype))
         assert y.dtype == jnp.float32 and jnp.array_equal(y, reference), dtype
-    as_bool = model.apply(variables, jnp.asarray(pixels > 127))
-    np.testing.assert_array_equal(as_bool, model.apply(variables, jnp.asarray(pixels > 127, jnp.float32)))
+    as_bool = apply(variables, jnp.asarray(pixels > 127))
+    np.testing.assert_array_equal(as_bool, apply(variables, jnp.asarray(pixels > 127, jnp.float32)))
 
 
 @pytest.mark.parametrize("name", spec.registry(vgg=False))

@@ -74,7 +74,9 @@ def test_the_report_on_a_registry_original_passes(name):
     assert report.ok, report.table()
 
 
-@pytest.mark.parametrize("name", sorted(port_nets.NETWORKS))
+# Slow: the 1-D and 3-D networks (their flatten layouts stay in the fast set, below).
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("signal_1d", "volume_3d") else n
+                                  for n in sorted(port_nets.NETWORKS)])
 def test_written_networks_port_in_eval_and_train_mode(name):
     cls, shape = port_nets.NETWORKS[name]
     torch.manual_seed(0)

@@ -30,7 +30,12 @@ def test_float32_gradients_equal_torch(name, train):
     assert report.verdict.ok, report.failures()
 
 
-@pytest.mark.parametrize("name", [n for n in SMALL if n != "sun_regressor"] + ["sun_regressor_64"])
+# The fast set: BatchNorm, dropout, ReLU and max pools; tanh and average pools; a regression at 64x64.
+FLOAT64_FAST = ("cnn_bn_dropout", "lenet5_classic", "sun_regressor_64")
+
+
+@pytest.mark.parametrize("name", [n if n in FLOAT64_FAST else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in [n for n in SMALL if n != "sun_regressor"] + ["sun_regressor_64"]])
 def test_float64_gradients_equal_torch_to_rounding(name):
     """In float64 the two frameworks' gradients agree to ~1e-14: the same mathematics, every layer."""
     kwargs = {"input_size": 64} if name == "sun_regressor_64" else {}
@@ -116,7 +121,8 @@ def _run(name, optimizer, kwargs, double):
                                          optimizer, double=double)
 
 
-@pytest.mark.parametrize("name,optimizer,kwargs", NOTEBOOK_RUNS)
+@pytest.mark.parametrize("name,optimizer,kwargs", [  # mnist_cnn's Adam run: slow (its SGD run and Adam elsewhere)
+    pytest.param(*r, marks=[pytest.mark.slow] * (r[:2] == ("mnist_cnn", "adam"))) for r in NOTEBOOK_RUNS])
 def test_twenty_training_steps_equal_torch_in_float64(name, optimizer, kwargs):
     report = _run(name, optimizer, kwargs, double=True)
     assert max(report.relative.values()) <= 1e-5, report.relative
@@ -130,7 +136,9 @@ def test_twenty_sgd_steps_equal_torch_in_float32(name):
     assert report.loss_verdict(1e-5).ok, report.losses
 
 
-@pytest.mark.parametrize("name,optimizer,kwargs", [r for r in NOTEBOOK_RUNS if r[1] != "sgd" and r[0] != "lenet5_mnist"])
+@pytest.mark.parametrize("name,optimizer,kwargs", [  # fast: BatchNorm and dropout; the L2 and plain runs slow
+    pytest.param(*r, marks=[pytest.mark.slow] * (r[0] != "cnn_bn_dropout"))
+    for r in NOTEBOOK_RUNS if r[1] != "sgd" and r[0] != "lenet5_mnist"])
 def test_twenty_adam_steps_in_float32_keep_losses_within_1e_4(name, optimizer, kwargs):
     """Adam divides each entry's step by its own gradient scale (its first step is lr * sign(g)), so
     float32 rounding in entries with tiny gradients grows into O(lr) parameter differences; the losses
