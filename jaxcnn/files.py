@@ -11,12 +11,19 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path beside `path` (same folder, same suffix, so writers that go by the suffix still
     work) to write to; renames it onto `path` when the block ends without an error, removes it otherwise."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # created by the writer: usual permissions
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # a new file's usual mode (safetensors writes its files 0600)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put back at once
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -95,3 +95,18 @@ def test_reading_and_writing_torch_weights_needs_no_torch(tmp_path):
     for key, tensor in safetensors.torch.load_file(str(source)).items():
         if not key.endswith("num_batches_tracked"):
             assert torch.equal(back[key], tensor), key
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=["umask-022", "umask-077"])
+def test_written_weights_get_a_new_files_usual_mode(tmp_path, mask):
+    """safetensors writes its files 0600; what jaxcnn writes follows the umask like any new file."""
+    state = {"fc.weight": np.zeros((2, 3), np.float32)}
+    old = os.umask(mask)
+    try:
+        jaxcnn.write_torch_safetensors(state, tmp_path / "w.safetensors")
+        jaxcnn.files.write_text(tmp_path / "a.txt", "text")
+    finally:
+        os.umask(old)
+    for name in ("w.safetensors", "a.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "w.safetensors"]  # no temporary left
