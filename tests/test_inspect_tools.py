@@ -10,7 +10,7 @@ from flax import linen as nn
 import jaxcnn
 from jaxcnn import inspect as tools
 from parity import check, referee, saliency, suite
-from tests import helpers, spec
+from tests import helpers
 
 
 def mnist_cnn(seed: int = 0):
@@ -168,10 +168,13 @@ def test_blur_same_keeps_size_and_constants():
 CLASSIFIERS = [name for name in jaxcnn.list_models() if name != "conv_relu_conv"]
 
 
-# Slow: AlexNet and the VGGs (their ReLUs and max pools are the small classifiers' layers; test_inspect_photo
-# draws AlexNet's saliency on a photo in the fast set).
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "alexnet" else n
-                                  for n in spec.registry(CLASSIFIERS, vgg=False)])
+# The fast set: ReLU and max pools, BatchNorm and dropout, tanh and average pools, a regression; the rest slow,
+# AlexNet and the VGGs among them (test_inspect_photo draws AlexNet's saliency on a photo in the fast set).
+SALIENCY_FAST = ("mnist_cnn", "cnn_bn_dropout", "lenet5_classic", "sun_regressor")
+
+
+@pytest.mark.parametrize("name", [n if n in SALIENCY_FAST else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in CLASSIFIERS])
 def test_saliency_and_guided_backprop_equal_torch(name):
     kwargs, size = suite.gradient_settings(name)
     size = 32 if name.startswith("vgg") else size  # VGG at its smallest input, 32x32: a quarter of the time

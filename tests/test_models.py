@@ -151,7 +151,8 @@ def test_summary_lists_layers_with_output_shapes_and_params():
     assert "Total params: 61,706" in text and "[-1, 14, 14, 6]" in text
 
 
-@pytest.mark.parametrize("name", ["lenet5_mnist", "mnist_cnn", "cnn_bn_dropout"])
+@pytest.mark.parametrize("name", ["lenet5_mnist", pytest.param("mnist_cnn", marks=pytest.mark.slow),
+                                  pytest.param("cnn_bn_dropout", marks=pytest.mark.slow)])
 def test_integer_bool_and_half_pixels_compute_what_float32_pixels_do(name):
     """Issue 15: one rule for every registry network: such inputs become float32 (the kernels stay float32)."""
     model = jaxcnn.create_model(name)

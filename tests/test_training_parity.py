@@ -12,11 +12,10 @@ from train.optimizers import torch_adamw
 SMALL = spec.NINE
 
 
-# AlexNet and the representative VGG in train mode only in the fast set (their eval-mode gradients: slow).
+# AlexNet in train mode only in the fast set; every VGG (138M parameters: 40 s each) and AlexNet's eval mode slow.
 @pytest.mark.parametrize("name,train", [
     pytest.param(*case, id=f"{case[0]}-{'train-shared-dropout' if case[1] else 'eval'}",
-                 marks=[pytest.mark.slow] * ((case[0].startswith("vgg") and case[0] != spec.REPRESENTATIVE_VGG)
-                                             or (case[0] in ("alexnet", spec.REPRESENTATIVE_VGG) and not case[1])))
+                 marks=[pytest.mark.slow] * (case[0].startswith("vgg") or (case[0] == "alexnet" and not case[1])))
     for case in [(name, train) for name in jaxcnn.list_models() for train in (False, True)]])
 def test_float32_gradients_equal_torch(name, train):
     """On inputs without near-kinks (see helpers.random_pair): sun_regressor at 64x64 and VGG-BN at 32x32
@@ -129,16 +128,15 @@ def test_twenty_training_steps_equal_torch_in_float64(name, optimizer, kwargs):
     assert all(abs(a - b) <= 1e-10 * abs(a) for a, b, _ in report.losses), report.losses
 
 
-@pytest.mark.parametrize("name", ["lenet5_classic", "mnist_cnn"])
+@pytest.mark.parametrize("name", ["lenet5_classic", pytest.param("mnist_cnn", marks=pytest.mark.slow)])
 def test_twenty_sgd_steps_equal_torch_in_float32(name):
     report = _run(name, "sgd", {}, double=False)
     assert report.verdict.ok, {k: str(v) for k, v in report.states.items() if not v.ok}
     assert report.loss_verdict(1e-5).ok, report.losses
 
 
-@pytest.mark.parametrize("name,optimizer,kwargs", [  # fast: BatchNorm and dropout; the L2 and plain runs slow
-    pytest.param(*r, marks=[pytest.mark.slow] * (r[0] != "cnn_bn_dropout"))
-    for r in NOTEBOOK_RUNS if r[1] != "sgd" and r[0] != "lenet5_mnist"])
+@pytest.mark.slow  # the fast set runs these trainings in float64 (and SGD's in float32)
+@pytest.mark.parametrize("name,optimizer,kwargs", [r for r in NOTEBOOK_RUNS if r[1] != "sgd" and r[0] != "lenet5_mnist"])
 def test_twenty_adam_steps_in_float32_keep_losses_within_1e_4(name, optimizer, kwargs):
     """Adam divides each entry's step by its own gradient scale (its first step is lr * sign(g)), so
     float32 rounding in entries with tiny gradients grows into O(lr) parameter differences; the losses
