@@ -74,16 +74,15 @@ def state_dict_keys(name: str) -> set[str]:
     return keys
 
 
-# The fast set (pytest -m "not slow") checks the VGG family through one member, the one with BatchNorm
-# (every layer kind of the four); `make test` runs all four. They are the bulk of the suite's time.
-REPRESENTATIVE_VGG = "vgg16_bn"
+
+def fast_only(names, fast) -> list:
+    """Test parameters over `names`, those not in `fast` marked slow (pytest -m "not slow" leaves them out)."""
+    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in names]
 
 
-def registry(names=None, vgg: bool = True) -> list:
-    """Test parameters over the registry (or `names`): VGGs other than REPRESENTATIVE_VGG marked slow, and that one
-    too when vgg=False (for checks whose VGG layers another fast test covers)."""
-    def slow(name):
-        return name.startswith("vgg") and (name != REPRESENTATIVE_VGG or not vgg)
-
-    return [pytest.param(n, marks=pytest.mark.slow) if slow(n) else n
-            for n in (jaxcnn.list_models() if names is None else names)]
+def registry(names=None) -> list:
+    """Test parameters over the registry (or `names`), the VGGs marked slow: 138M parameters each, the bulk of the
+    suite's time, of layer kinds (conv, BatchNorm, ReLU, max pool, dropout) the fast set checks in AlexNet and
+    cnn_bn_dropout. `make test` runs them all."""
+    names = jaxcnn.list_models() if names is None else names
+    return fast_only(names, [n for n in names if not n.startswith("vgg")])

@@ -10,7 +10,7 @@ from flax import linen as nn
 import jaxcnn
 from jaxcnn import inspect as tools
 from parity import check, referee, saliency, suite
-from tests import helpers
+from tests import helpers, spec
 
 
 def mnist_cnn(seed: int = 0):
@@ -173,8 +173,7 @@ CLASSIFIERS = [name for name in jaxcnn.list_models() if name != "conv_relu_conv"
 SALIENCY_FAST = ("mnist_cnn", "cnn_bn_dropout", "lenet5_classic", "sun_regressor")
 
 
-@pytest.mark.parametrize("name", [n if n in SALIENCY_FAST else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in CLASSIFIERS])
+@pytest.mark.parametrize("name", spec.fast_only(CLASSIFIERS, SALIENCY_FAST))
 def test_saliency_and_guided_backprop_equal_torch(name):
     kwargs, size = suite.gradient_settings(name)
     size = 32 if name.startswith("vgg") else size  # VGG at its smallest input, 32x32: a quarter of the time

@@ -13,7 +13,7 @@ from parity import check, convert, io, suite, torch_models
 from tests import helpers, spec
 
 
-@pytest.mark.parametrize("name", spec.registry(vgg=False))  # VGG's layer kinds: AlexNet's and cnn_bn_dropout's
+@pytest.mark.parametrize("name", spec.registry())  # VGG's layer kinds: AlexNet's and cnn_bn_dropout's
 def test_round_trip_is_bit_exact(name):
     module, model, _, x = helpers.random_pair(name, batch=1)
     assert suite.round_trip_exact(module, model, x.shape)
@@ -49,7 +49,7 @@ def test_flax_to_torch_errors_list_missing_and_extra_variables():
     assert err.value.mismatched == ["params/fc_3/kernel: got (128, 9), expected (128, 10)"]
 
 
-@pytest.mark.parametrize("name", spec.registry(["vgg16_bn", "vgg19_bn", "alexnet"], vgg=False))
+@pytest.mark.parametrize("name", spec.registry(["vgg16_bn", "vgg19_bn", "alexnet"]))
 def test_torchvision_networks_at_224_convert_both_ways(name):
     """Acceptance: torchvision-keyed weights, moved BatchNorm statistics, 224x224: equal outputs, exact return."""
     module, model = suite.random_original(name, seed=0)

@@ -167,7 +167,7 @@ def test_integer_bool_and_half_pixels_compute_what_float32_pixels_do(name):
     np.testing.assert_array_equal(as_bool, apply(variables, jnp.asarray(pixels > 127, jnp.float32)))
 
 
-@pytest.mark.parametrize("name", spec.registry(vgg=False))
+@pytest.mark.parametrize("name", spec.registry())
 def test_a_batch_of_zero_gives_an_empty_output(name):
     model = jaxcnn.create_model(name)
     variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *model.input_shape)))

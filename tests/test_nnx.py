@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 import jaxcnn
+from tests import spec
 
 ROOT = Path(__file__).resolve().parents[1]
 # The fast set: BatchNorm with dropout, and a network without batch statistics; the rest are slow, the
@@ -24,8 +25,7 @@ def _leaves_equal(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in jaxcnn.list_models()])
+@pytest.mark.parametrize("name", spec.fast_only(jaxcnn.list_models(), FAST))
 def test_nnx_model_is_the_linen_model(name):
     kwargs = SMALL.get(name, {})
     net = jaxcnn.create_model(name, api="nnx", rngs=nnx.Rngs(params=0, dropout=1), **kwargs)

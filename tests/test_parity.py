@@ -32,7 +32,7 @@ def test_forward_parity(name, seed):
     assert result.ok and result.torch_shape == result.flax_shape, result
 
 
-@pytest.mark.parametrize("name", spec.registry(vgg=False))  # VGG-16-BN's tree: its round trip
+@pytest.mark.parametrize("name", spec.registry())
 def test_converted_variables_have_the_tree_of_model_init(name):
     module, model, x = random_original(name, 0, batch=1)
     variables = convert.torch_to_flax(module, model, x)

@@ -17,7 +17,7 @@ from parity import check as parity_check
 from parity import device, suite
 from parity import port
 from parity.port._layout import Layout
-from tests import helpers, port_nets
+from tests import helpers, port_nets, spec
 
 
 def _loss(model, kind):
@@ -39,8 +39,7 @@ def _relative(a, b) -> float:
 FAST_PORTS = ("two_conv_net", "lenet5_mnist", "lenet5_classic", "cnn_bn_dropout", "cifar_conv_mlp")
 
 
-@pytest.mark.parametrize("name", [n if n in FAST_PORTS else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in jaxcnn.list_models()])
+@pytest.mark.parametrize("name", spec.fast_only(jaxcnn.list_models(), FAST_PORTS))
 def test_porting_a_registry_original_reproduces_jaxcnn(name):
     """The port of each torch original computes jaxcnn's network: outputs within 1e-5, gradients within 1e-4
     (on the gradient check's kink-free input and settings), the same variable tree, and every parity check."""
@@ -62,8 +61,9 @@ def test_porting_a_registry_original_reproduces_jaxcnn(name):
 # Each port's own report against torch (the test above proves the port equals jaxcnn, which the parity suite
 # proves equal to torch): in the fast set for a network with BatchNorm and Dropout and one without; of the eight
 # VGGs, whose layers repeat, one with BatchNorm and one without.
-@pytest.mark.parametrize("name", [n if n in ("cnn_bn_dropout", "lenet5_mnist") else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in jaxcnn.list_models() if not n.startswith("vgg") or n in ("vgg11", "vgg16_bn")])
+@pytest.mark.parametrize("name", spec.fast_only([n for n in jaxcnn.list_models()
+                                                  if not n.startswith("vgg") or n in ("vgg11", "vgg16_bn")],
+                                                 ("cnn_bn_dropout", "lenet5_mnist")))
 def test_the_report_on_a_registry_original_passes(name):
     kwargs, size = suite.gradient_settings(name)  # e.g. sun_regressor at 64x64, where kink-free inputs exist
     module, model = suite.random_original(name, **kwargs)
@@ -75,8 +75,8 @@ def test_the_report_on_a_registry_original_passes(name):
 
 
 # Slow: the 1-D and 3-D networks (their flatten layouts stay in the fast set, below).
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("signal_1d", "volume_3d") else n
-                                  for n in sorted(port_nets.NETWORKS)])
+@pytest.mark.parametrize("name", spec.fast_only(sorted(port_nets.NETWORKS),
+                                                 set(port_nets.NETWORKS) - {"signal_1d", "volume_3d"}))
 def test_written_networks_port_in_eval_and_train_mode(name):
     cls, shape = port_nets.NETWORKS[name]
     torch.manual_seed(0)

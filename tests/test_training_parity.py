@@ -33,8 +33,8 @@ def test_float32_gradients_equal_torch(name, train):
 FLOAT64_FAST = ("cnn_bn_dropout", "lenet5_classic", "sun_regressor_64")
 
 
-@pytest.mark.parametrize("name", [n if n in FLOAT64_FAST else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in [n for n in SMALL if n != "sun_regressor"] + ["sun_regressor_64"]])
+@pytest.mark.parametrize("name", spec.fast_only([n for n in SMALL if n != "sun_regressor"] + ["sun_regressor_64"],
+                                                 FLOAT64_FAST))
 def test_float64_gradients_equal_torch_to_rounding(name):
     """In float64 the two frameworks' gradients agree to ~1e-14: the same mathematics, every layer."""
     kwargs = {"input_size": 64} if name == "sun_regressor_64" else {}
@@ -56,7 +56,7 @@ def test_gradient_check_detects_a_wrong_gradient():
     assert "conv_stack.9.bias" in report.failures()
 
 
-@pytest.mark.parametrize("name", spec.registry(["cnn_bn_dropout", "vgg16_bn"], vgg=False))
+@pytest.mark.parametrize("name", spec.registry(["cnn_bn_dropout", "vgg16_bn"]))
 def test_batchnorm_training_statistics_and_outputs_equal_torch(name):
     module, model, variables, _ = helpers.random_pair(name, batch=2)
     shape = helpers.test_shape(model, 4 if name == "cnn_bn_dropout" else 2)
