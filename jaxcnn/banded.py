@@ -95,8 +95,8 @@ def banded_conv2d(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=((0, 0
 
 
 # One compiled computation: called eagerly (a model's init, a notebook's apply), its ~30 small operations
-# would otherwise each be compiled on their own (LeNet-5's init: 13.7 s instead of 0.3 s on CPU); under an
-# outer jit it is inlined.
+# would otherwise each be compiled on their own (LeNet-5's first eager apply 2.7 -> 1.8 s, input gradient
+# 6.0 -> 4.1 s on a 2-core CPU); under an outer jit it is inlined.
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _banded_conv2d(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> jax.Array:
     kh, kw, cin, cout = kernel.shape

@@ -21,7 +21,15 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put back at once
+    """This process's umask, from /proc where Linux gives it (os.umask can only read it by setting it, which
+    would briefly change it for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

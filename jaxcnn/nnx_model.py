@@ -108,8 +108,9 @@ def _flat_shapes(shapes: Mapping) -> dict[str, tuple]:
 def _differences(want: Mapping, got: Mapping) -> str:
     """What differs between two trees of shapes: missing, unexpected and misshaped arrays, by path."""
     want, got = _flat_shapes(want), _flat_shapes(got)
-    parts = [f"missing {sorted(want.keys() - got.keys())}" if want.keys() - got.keys() else "",
-             f"unexpected {sorted(got.keys() - want.keys())}" if got.keys() - want.keys() else "",
-             ", ".join(f"{k}: the model holds {want[k]}, the variables {got[k]}"
-                       for k in sorted(want.keys() & got.keys()) if want[k] != got[k])]
+    missing, unexpected = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
+    misshaped = [f"{k}: the model holds {want[k]}, the variables {got[k]}"
+                 for k in sorted(want.keys() & got.keys()) if want[k] != got[k]]
+    parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
+             ", ".join(misshaped)]
     return "; ".join(p for p in parts if p)
