@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test train parity clean
+.PHONY: install test train parity clean docs-figures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ test: $(STAMP)
 DATA_DIR ?= $(or $(JAXCNN_DATA_DIR),$(wildcard ../shared/data/mnist))
 train: $(STAMP)
 	$(PY) -m train.mnist $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(TRAIN_ARGS)
+
+# The pictures in docs/ (docs/inspect.md): mnist_cnn after one epoch on MNIST, then train.inspect on test image 0.
+FIGURES := runs/docs-figures
+docs-figures: $(STAMP)
+	$(PY) -m train.mnist --model mnist_cnn --epochs 1 $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --out $(FIGURES) --overwrite --no-progress
+	$(PY) -m train.inspect --checkpoint $(FIGURES) --out $(FIGURES)/inspect
+	cp $(FIGURES)/inspect/guided_backprop.png $(FIGURES)/inspect/class_models.png docs/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

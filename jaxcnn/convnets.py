@@ -172,7 +172,7 @@ class CifarConvMLP(CourseNet):
 
 @register_model("sun_regressor", ModelConfig(
     preprocess="unit", loss="mse", torch_sequentials=("",),
-    recipe=dict(data="sun images", optimizer="adam_l2", lr=1e-3, weight_decay=1e-3, batch_size=32, epochs=5),
+    recipe=dict(data="sun", optimizer="adam_l2", lr=1e-3, weight_decay=1e-3, batch_size=32, epochs=5),
     gradient_check=dict(model_kwargs=dict(input_size=64))))  # notebook 003; 256x256 has near-kinks
 class SunRegressor(CourseNet):
     """Notebook 003: a bare nn.Sequential of three [Conv 3x3 'same', ReLU, MaxPool(2)] blocks

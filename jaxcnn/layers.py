@@ -203,7 +203,8 @@ class BatchNorm(nn.Module):
 
     Train mode normalises with the biased batch variance and updates
     running = (1 - momentum) * running + momentum * batch, storing the unbiased
-    variance, exactly as torch does (torch's momentum=0.1 is Flax's 0.9).
+    variance, exactly as torch does (torch's momentum=0.1 is Flax's 0.9). bfloat16 or float16 input is
+    normalised in float32 (its statistics too) and returned in its own dtype.
     Params: scale, bias (C,); batch_stats: mean, var (C,).
     """
     num_features: int
@@ -220,6 +221,7 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (c,))
         running_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,), jnp.float32)
         running_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
+        given, x = x.dtype, x.astype(jnp.promote_types(x.dtype, jnp.float32))  # statistics in float32 at least
         if train:
             axes = tuple(range(x.ndim - 1))
             mean = x.mean(axes)
@@ -236,7 +238,8 @@ class BatchNorm(nn.Module):
                 running_var.value = (1 - m) * running_var.value + m * var * (count / max(count - 1, 1))
         else:
             mean, var = running_mean.value, running_var.value
-        return (x - mean) * (lax.rsqrt(var + self.eps) * scale) + bias
+        y = (x - mean) * (lax.rsqrt(var + self.eps) * scale) + bias
+        return y.astype(given) if given != x.dtype else y
 
 
 def _pool_geometry(x: jax.Array, kernel_size: Size, stride: Size | None, padding: Size, dilation: Size,
@@ -383,3 +386,7 @@ class Dropout(nn.Module):
         keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.rate, x.shape)
         self.sow("intermediates", "keep", keep)
         return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+
+from jaxcnn.containers import ModuleDict, ModuleList, Sequential  # noqa: E402,F401  (the port's containers)
+from jaxcnn.torch_layers import (GroupNorm, LayerNorm, PReLU, StochasticDepth, group_norm,  # noqa: E402,F401
+                                 interpolate, layer_norm, pad, prelu)

@@ -4,10 +4,16 @@ Sections, each written to the report as soon as it ends (a run cut short keeps w
 - parity: every registry network, torch and Flax on the device, each judged against the float64 referee;
 - port: parity.port on the registry's torch originals, the ported Flax modules on the device (torch on the CPU),
   every check of `python -m parity port` (outputs, gradients, train mode, round trip);
+- port_zoo: parity.port on torchvision's CNN families (parity.zoo's small versions): every check, the Flax side on
+  the device, and the ported module under jit and vmap at another batch size against torch;
+- port_torchvision: the same on torchvision's own models (weights=None) where torchvision imports (the GPU
+  machine's image has it);
 - gradient_diagnosis: VGG-19's gradient (and that of any network whose check failed) taken apart: per-tensor
   distances of each side from float64, near-kinks at growing gaps, the same check in float64 on the device,
   and Flax's gradient on the CPU;
-- bench: python -m parity.bench's rows (torch eager and torch.compile on the same device, notebooks' loops);
+- bench: python -m parity.bench's rows (torch eager and torch.compile on the same device, notebooks' loops), the
+  MNIST networks and notebook 003's sun_regressor and CIFAR-10's cifar_conv_mlp (goal: Flax 5x torch eager),
+  and fine-tuning AlexNet and VGG-16 on a photo folder (loader, step, pipeline; the loader must keep up);
 - one_epoch_99: ONE_EPOCH_RECIPE from three initialisation seeds;
 - fast_start: `python -m train.mnist --recipe one_epoch_99` twice with an empty compilation cache (cold, warm):
   wall seconds, seconds from process start to the epoch line, compile seconds, accuracy.
@@ -18,6 +24,7 @@ else data/mnist in the repository (git-ignored: copy them there to carry them to
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,11 +37,15 @@ from pathlib import Path
 import jax
 
 import jaxcnn
-from parity import bench, check, device, port, suite, training
+from parity import bench, bench_finetune, check, device, port, suite, training, zoo
 from parity.__main__ import versions
 from train import data as data_lib
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def zoo_families() -> list[str]:
+    return list(zoo.FAMILIES)
 
 
 def parity_section(where, models: list[str]) -> dict:
@@ -59,6 +70,68 @@ def port_section(where, models: list[str]) -> dict:
     return {"rows": rows, "failed": [n for n, r in rows.items() if not r["ok"]]}
 
 
+def zoo_section(where, names: list[str], batch: int = 4) -> dict:
+    """parity.port on torchvision's CNN families (parity.zoo's small versions): every check of the port with the
+    Flax side on the device, and the ported module under jit and vmap on the device at other batch sizes against
+    torch on the CPU."""
+    import numpy as np
+    import torch
+
+    rows = {}
+    for name in names:
+        start = time.perf_counter()
+        torch.manual_seed(0)
+        module = zoo.tiny(name)
+        size = zoo.input_size(name)
+        x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+        with device.placed(where):
+            ported = port.build(module, x)
+            report = port.check(module, ported.module, ported.variables, x)
+            row = report.to_json()
+            if name in zoo.FLOAT32_EVAL_ONLY:  # its train mode is reported, not judged (see there)
+                row["ok"] = report.round_trip_exact and all(v.ok for k, v in report.verdicts.items()
+                                                            if not k.endswith("(train)"))
+            other = np.random.default_rng(1).standard_normal((batch + 3, 3, size, size)).astype(np.float32)
+            with torch.no_grad():
+                expected = module.eval()(torch.from_numpy(other)).numpy()
+            got = jax.jit(ported.module.apply)(ported.variables, np.transpose(other, (0, 2, 3, 1)))
+            mapped = jax.vmap(lambda v: ported.module.apply(ported.variables, v))(
+                np.transpose(other, (0, 2, 3, 1)).reshape(1, *other.shape[:1], size, size, 3))[0]
+        scale = float(np.max(np.abs(expected))) or 1.0
+        row["jit_other_batch"] = float(np.max(np.abs(np.asarray(got) - expected))) / scale
+        row["vmap"] = float(np.max(np.abs(np.asarray(mapped) - expected))) / scale
+        row["ok"] = row["ok"] and row["jit_other_batch"] < 1e-4 and row["vmap"] < 1e-4
+        rows[name] = row | {"seconds": time.perf_counter() - start}
+    return {"rows": rows, "failed": [n for n, r in rows.items() if not r["ok"]]}
+
+
+def torchvision_section(where, names: list[str]) -> dict:
+    """parity.port on torchvision's own models (weights=None, 2x3x64x64; inception_v3 at 96), where torchvision
+    imports: port and every check, the Flax side on the device."""
+    try:
+        import torchvision
+    except Exception as err:  # the CPU wheel of these machines: torchvision does not import
+        return {"skipped": f"torchvision does not import: {err}"}
+    import numpy as np
+    import torch
+    rows = {}
+    for name in names:
+        start = time.perf_counter()
+        torch.manual_seed(0)
+        kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+        module = getattr(torchvision.models, name)(weights=None, **kwargs)
+        size = 96 if name == "inception_v3" else 64
+        x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+        with device.placed(where):
+            built = time.perf_counter()
+            ported = port.build(module, x)
+            build_seconds = time.perf_counter() - built
+            rows[name] = port.check(module, ported.module, ported.variables, x).to_json()
+        rows[name] |= {"build_seconds": build_seconds, "seconds": time.perf_counter() - start,
+                       "model_py_lines": len(ported.source.splitlines())}
+    return {"rows": rows, "failed": [n for n, r in rows.items() if not r["ok"]]}
+
+
 def gradient_diagnosis(where, name: str, seed: int = 0) -> dict:
     """Which side departs from float64 in `name`'s gradient check, and why (see module docstring)."""
     def run(on, double=False):
@@ -78,10 +151,20 @@ def gradient_diagnosis(where, name: str, seed: int = 0) -> dict:
 
 
 def bench_section(dataset, quick: bool) -> dict:
-    if quick:
-        return bench.benchmark(dataset.subset(2000, 500), steps=5, repeats=1, with_compile=False, time_to_99=False,
-                               notebook_steps=5)
-    return bench.benchmark(dataset, steps=300, repeats=3, with_compile=True, time_to_99=False, notebook_steps=300)
+    """The MNIST rows, sun_regressor (256x256x3) and cifar_conv_mlp on data generated in their formats, and the
+    fine-tuning rows (AlexNet, VGG-16 at 224 from a folder of generated photos, 8 loader workers)."""
+    with contextlib.ExitStack() as stack:
+        course = bench.course_data(stack, sun_images=96 if quick else 256, cifar_images=2000 if quick else 10_000)
+        if quick:
+            results = bench.benchmark(dataset.subset(2000, 500), steps=5, repeats=1, with_compile=False,
+                                      time_to_99=False, notebook_steps=5, course=course)
+        else:
+            results = bench.benchmark(dataset, steps=300, repeats=3, with_compile=True, time_to_99=False,
+                                      notebook_steps=300, course=course)
+    results["finetune"] = bench_finetune.finetune_rows(["alexnet"] if quick else ["alexnet", "vgg16"], batch=32,
+                                                       steps=2 if quick else 10, repeats=1 if quick else 3,
+                                                       photos=128 if quick else 1024, workers=2 if quick else 8)
+    return results
 
 
 def one_epoch_section(dataset, quick: bool) -> dict:
@@ -139,6 +222,11 @@ def main(argv=None) -> int:
     sections = {
         "parity": lambda: parity_section(where, models),
         "port": lambda: port_section(where, [m for m in models if not m.startswith("vgg") or m == "vgg16_bn"]),
+        "port_zoo": lambda: zoo_section(where, ["resnet18", "mobilenet_v2", "convnext_tiny"] if args.quick
+                                        else list(zoo_families())),
+        "port_torchvision": lambda: torchvision_section(where, ["resnet50", "mobilenet_v2"] if args.quick else [
+            "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x1_0",
+            "convnext_tiny", "densenet121", "regnet_y_400mf", "googlenet", "inception_v3"]),
         "gradient_diagnosis": lambda: {name: gradient_diagnosis(where, name) for name in sorted(
             {"vgg19"} | set(report["sections"].get("parity", {}).get("failed", [])))},
         "bench": lambda: bench_section(dataset, args.quick),

@@ -21,7 +21,6 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 import jaxcnn
 from jaxcnn.files import atomic_target
 from parity import convert, torch_models
-from train.fit import build_model
 from train.inspect import InspectError, load_trained
 
 TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
@@ -144,8 +143,7 @@ def _convert_run(model_name: str, source: Path, target: Path) -> str:
         trained = load_trained(source, model_name)
     except InspectError as err:
         raise ValueError(str(err)) from err
-    _, kwargs = build_model(trained.config["model"], trained.config["init"])
-    module = torch_models.create(model_name, **kwargs)
+    module = torch_models.create(model_name, **trained.model_kwargs)
     state = convert.flax_to_torch(trained.variables, trained.model, module)
     module.load_state_dict(state, strict=True)
     save_torch_state(state, target)

@@ -142,19 +142,19 @@ class Volume3d(nn.Module):
 
 
 class Unsupported(nn.Module):
-    """Three operations the port does not understand, on three lines."""
+    """Four operations the port does not understand, each on a line of its own."""
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3)
-        self.up = nn.Upsample(scale_factor=2)
-        self.norm = nn.LayerNorm([2, 12, 12])
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.shuffle = nn.PixelShuffle(2)
+        self.norm = nn.LocalResponseNorm(2)
 
     def forward(self, x):
-        x = self.up(self.conv(x))
+        x = self.shuffle(self.conv(x))
         x = self.norm(x)
-        return x[:, :, ::2].clamp(0, 1)
-
+        x = torch.roll(x, 1, 2)
+        return x.cumsum(1)
 
 
 class LayoutTwists(nn.Module):

@@ -14,7 +14,8 @@ import pytest
 import jaxcnn
 from train import startup
 from train.optimizers import create_optimizer
-from train.step import Trainer, seeded_state
+from train.step import seeded_state
+from train.trainer import Trainer
 from tests.conftest import MNIST_DIR
 
 REPO = Path(__file__).resolve().parents[1]

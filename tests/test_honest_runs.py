@@ -66,6 +66,16 @@ def _damage(epoch_dir, how: str) -> None:
         biggest.write_bytes(bytes(data))
 
 
+@pytest.mark.parametrize("how", ["missing", "flipped"])
+def test_a_damaged_file_is_named_before_orbax_reads_it(tmp_path, how):
+    _earlier_run(tmp_path)
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.verify_files(1)  # intact
+    _damage(tmp_path / "checkpoints" / "1", how)
+    with pytest.raises(CheckpointError, match="missing" if how == "missing" else "differs from the one saved"):
+        checkpoints.restore(1, {"w": jnp.zeros(3)})
+
+
 @pytest.mark.mnist
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["missing", "flipped"])
@@ -76,6 +86,7 @@ def test_resume_passes_over_a_damaged_checkpoint_naming_it(tmp_path, capsys, how
     metrics = train_and_evaluate(_config(tmp_path, epochs=3, resume=True))
     err = capsys.readouterr().err
     assert "passed over damaged checkpoints" in err and str(tmp_path / "run" / "checkpoints" / "2") in err
+    assert ("is missing" if how == "missing" else "differs from the one saved") in err  # found before orbax reads
     assert (tmp_path / "run" / "checkpoints" / "damaged-2").is_dir()  # kept aside, not deleted
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]  # epoch 1 resumed, 2 and 3 trained again
 

@@ -2,6 +2,7 @@
 the DataLoader pipeline, same weights after the same batches."""
 
 import numpy as np
+import pytest
 import torch
 
 from parity import notebook_loops
@@ -47,3 +48,15 @@ def test_notebook_004_loop_runs_its_steps_through_the_data_loader():
 def test_torch_device_follows_jax():
     assert notebook_loops.torch_device("cpu") == torch.device("cpu")
     assert notebook_loops.torch_device("gpu").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.slow
+def test_the_finetuning_bench_rows_measure_loader_step_and_pipeline():
+    from parity import bench_finetune
+
+    rows = bench_finetune.finetune_rows(["alexnet"], batch=4, steps=1, repeats=1, photos=24, workers=0)
+    row = rows["alexnet"]
+    for key in ("flax_loader_images_per_s", "flax_step_images_per_s", "flax_pipeline_images_per_s",
+                "torch_loader_images_per_s", "torch_eager_step_images_per_s", "torch_eager_pipeline_images_per_s"):
+        assert row[key] > 0, key
+    assert row["image_size"] == 224 and row["frozen"] == "features"

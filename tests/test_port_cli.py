@@ -26,7 +26,8 @@ def test_port_writes_model_variables_and_report(tmp_path, capsys):
     assert _port(out) == 0
     printed = capsys.readouterr().out
     assert "all checks pass" in printed and "gradients (train)" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["model.py", "report.json", "variables.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.py", "report.json", "torch_weights.json",
+                                                     "variables.safetensors"]
     report = json.loads((out / "report.json").read_text())
     assert report["ok"] and report["round_trip_exact"] and report["input_shape_flax"] == [2, 11, 11, 3]
     assert {"forward", "gradients", "forward (train)", "gradients (train)"} <= set(report["checks"])
@@ -73,7 +74,7 @@ def test_port_replaces_an_earlier_port_only_with_overwrite_and_takes_kwargs(tmp_
 
 
 @pytest.mark.parametrize("target, shape, words", [
-    ("Unsupported", "1,1,8,8", "Upsample"),
+    ("Unsupported", "1,1,8,8", "PixelShuffle"),
     ("NoSuchClass", "1,1,8,8", "its nn.Module classes: Branching"),
     ("Functional", "2,x,28", "--input-shape"),
     ("Functional", "2,3,28,28", "--input-shape N,C,H,W"),

@@ -20,7 +20,8 @@ from train import recipes as train_recipes
 from train.checkpoint import Checkpoints
 from train.run import Config, train_and_evaluate
 from train.optimizers import create_optimizer, learning_rate, torch_adam, torch_sgd
-from train.step import CPU_MICRO_BATCHES, Trainer, cross_entropy, epoch_order, init_state, runs_xla_convolutions
+from train.step import CPU_MICRO_BATCHES, cross_entropy, epoch_order, init_state, runs_xla_convolutions
+from train.trainer import Trainer
 
 def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
     header = magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)

@@ -120,8 +120,11 @@ def _run(name, optimizer, kwargs, double):
                                          optimizer, double=double)
 
 
-@pytest.mark.parametrize("name,optimizer,kwargs", [  # mnist_cnn's Adam run: slow (its SGD run and Adam elsewhere)
-    pytest.param(*r, marks=[pytest.mark.slow] * (r[:2] == ("mnist_cnn", "adam"))) for r in NOTEBOOK_RUNS])
+# mnist_cnn's Adam run slow (its SGD run and Adam elsewhere); sun_regressor's too: tests/test_trainer_parity.py runs
+# its Adam with L2 decay through the trainer itself, in float64.
+@pytest.mark.parametrize("name,optimizer,kwargs", [
+    pytest.param(*r, marks=[pytest.mark.slow] * (r[:2] in (("mnist_cnn", "adam"), ("sun_regressor", "adam_l2"))))
+    for r in NOTEBOOK_RUNS])
 def test_twenty_training_steps_equal_torch_in_float64(name, optimizer, kwargs):
     report = _run(name, optimizer, kwargs, double=True)
     assert max(report.relative.values()) <= 1e-5, report.relative

@@ -1,8 +1,11 @@
 """Epoch checkpoints with orbax-checkpoint: atomic (orbax writes to a temporary directory and renames), the
 training state and the metrics history together, so a resumed run continues exactly where it stopped; each with
-a checksum of its arrays, which `restore` verifies."""
+a checksum of its arrays and a list of its files (size, sha256), both of which `restore` verifies: the files before
+orbax reads any of them (orbax's reader, failing on a missing or damaged file, leaves coroutines behind)."""
 
 import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,18 @@ def checksum(tree: Any) -> str:
     return digest.hexdigest()
 
 
+FILE_LIST = "files.json"
+
+
+def _file_list(step_dir: Path) -> dict[str, list]:
+    """{path relative to step_dir: [size, sha256]} of every file under step_dir but the list itself."""
+    listing = {}
+    for path in sorted(p for p in step_dir.rglob("*") if p.is_file() and p.name != FILE_LIST):
+        with path.open("rb") as f:
+            listing[str(path.relative_to(step_dir))] = [path.stat().st_size, hashlib.file_digest(f, "sha256").hexdigest()]
+    return listing
+
+
 class Checkpoints:
     """`<out>/checkpoints/<epoch>/{state, meta}`; keeps the newest `keep`."""
 
@@ -54,6 +69,25 @@ class Checkpoints:
             raise CheckpointError(f"the checkpoint of epoch {epoch} was not written: {self.directory / str(epoch)} "
                                   "already exists (an earlier run's); start again with --resume, --overwrite or "
                                   "another --out")
+        if jax.process_index() == 0:  # written after orbax's rename: a checkpoint without it is taken as it is
+            step_dir = self.directory / str(epoch)
+            partial = step_dir / f".{FILE_LIST}.partial"
+            partial.write_text(json.dumps(_file_list(step_dir)))
+            os.replace(partial, step_dir / FILE_LIST)
+
+    def verify_files(self, epoch: int) -> None:
+        """Raises CheckpointError naming the first file of epoch `epoch` that is missing or differs from the list
+        saved with it (size, then sha256); a checkpoint without a list passes."""
+        step_dir = self.directory / str(epoch)
+        if not (step_dir / FILE_LIST).is_file():
+            return
+        for name, (size, digest) in json.loads((step_dir / FILE_LIST).read_text()).items():
+            path = step_dir / name
+            if not path.is_file():
+                raise CheckpointError(f"{step_dir}: its file {name} is missing")
+            with path.open("rb") as f:
+                if path.stat().st_size != size or hashlib.file_digest(f, "sha256").hexdigest() != digest:
+                    raise CheckpointError(f"{step_dir}: its file {name} differs from the one saved (damaged)")
 
     def latest(self) -> int | None:
         return self.manager.latest_step()
@@ -72,8 +106,9 @@ class Checkpoints:
     def restore(self, epoch: int, abstract_state: Any) -> tuple[Any, dict]:
         """The state (shaped and placed like `abstract_state`, on any devices) and the metadata saved at `epoch`.
 
-        Raises CheckpointError when the arrays do not match the checksum saved with them (a checkpoint written
-        before checksums were kept is taken as it is)."""
+        Raises CheckpointError when a file differs from the list saved with it, or the arrays do not match the
+        checksum saved with them (a checkpoint written before these were kept is taken as it is)."""
+        self.verify_files(epoch)
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
         restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                                        meta=ocp.args.JsonRestore()))

@@ -1,9 +1,11 @@
-"""MNIST-format datasets as numpy arrays: from the four original IDX .gz files, or through TFDS.
+"""Image datasets as numpy arrays (`Dataset`), and MNIST's two routes: the four original IDX .gz files, or TFDS.
 
 The IDX route needs no TensorFlow: it reads the files and checks their sha256
 against the sums TFDS registers for them. The TFDS route uses the official
 builder (downloading where there is a network; offline it takes the same four
-files from `<tfds data_dir>/downloads/manual/`).
+files from `<tfds data_dir>/downloads/manual/`). The other data sets' readers
+(train.sun_data, train.cifar10_data) give the same `Dataset`; train.sources
+picks the reader by name.
 """
 
 import dataclasses
@@ -46,17 +48,58 @@ class DataError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """uint8 images (N, 28, 28, 1) and int32 labels (N,) of both splits."""
+    """Both splits of an image data set, as a trainer takes them.
+
+    Arguments:
+        train_images, test_images: uint8 (N, H, W, C), the same (H, W, C) in both splits.
+        train_labels, test_labels: int32 class indices (N,) for a classifier, or float32 regression targets
+            (N, K) (notebook 003's sun: K = 2, the sun's x, y in pixels).
+        classes: the class names, index = label (None for regression targets).
+    """
     name: str
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    classes: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        for split in ("train", "test"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if images.ndim != 4 or images.dtype != np.uint8:
+                raise DataError(f"{self.name}: {split} images must be uint8 (N, H, W, C), got {images.dtype} "
+                                f"{images.shape}")
+            if len(images) != len(labels):
+                raise DataError(f"{self.name}: {len(images)} {split} images but {len(labels)} labels")
+        if self.train_images.shape[1:] != self.test_images.shape[1:]:
+            raise DataError(f"{self.name}: train images are {self.train_images.shape[1:]} (H, W, C) but test images "
+                            f"{self.test_images.shape[1:]}")
+        if self.regression == (self.classes is not None):
+            raise DataError(f"{self.name}: integer labels need class names, float targets none")
+
+    @property
+    def regression(self) -> bool:
+        """Whether the labels are float regression targets (N, K) rather than class indices."""
+        return bool(np.issubdtype(self.train_labels.dtype, np.floating))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of every image."""
+        return tuple(self.train_images.shape[1:])
+
+    @property
+    def num_outputs(self) -> int:
+        """What a model of this data set outputs per image: the number of classes, or of regression targets."""
+        return self.train_labels.shape[1] if self.regression else len(self.classes)
 
     def subset(self, train: int | None = None, test: int | None = None) -> "Dataset":
         """The first `train` / `test` examples of each split (for quick runs and tests)."""
-        return Dataset(self.name, self.train_images[:train], self.train_labels[:train],
-                       self.test_images[:test], self.test_labels[:test])
+        return dataclasses.replace(self, train_images=self.train_images[:train], train_labels=self.train_labels[:train],
+                                   test_images=self.test_images[:test], test_labels=self.test_labels[:test])
+
+
+DIGITS = tuple(str(d) for d in range(10))
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 def sha256(path: Path) -> str:
@@ -111,25 +154,38 @@ def load_idx(data_dir: str | Path, dataset: str = "mnist", verify: bool = True) 
             raise DataError(f"{data_dir}: {len(arrays[f'{split}_images'])} {split} images but "
                             f"{len(arrays[f'{split}_labels'])} labels")
     return Dataset(dataset, *(arrays[k][..., None] if k.endswith("images") else arrays[k].astype(np.int32)
-                              for k in FILES))
+                              for k in FILES), classes=DIGITS if dataset == "mnist" else FASHION)
 
 
 def load_tfds(dataset: str = "mnist", data_dir: str | Path | None = None,
               manual_dir: str | Path | None = None) -> Dataset:
-    """The official TFDS builder (needs tensorflow and tensorflow-datasets).
+    """The official TFDS builder of an MNIST-format `dataset` (needs tensorflow and tensorflow-datasets).
 
     Offline, put (or link) the four .gz files in `manual_dir` (default
     `<data_dir>/downloads/manual`); TFDS verifies their checksums.
+    """
+    return load_tfds_builder(dataset, data_dir, DOWNLOAD_HOST,
+                             f"pass --data-dir DIR with the four IDX .gz files (or set ${DATA_DIR_ENV})",
+                             manual_files=FILES.values(), manual_dir=manual_dir)
+
+
+def load_tfds_builder(dataset: str, data_dir: str | Path | None, host: str, offline_hint: str,
+                      manual_files=(), manual_dir: str | Path | None = None) -> Dataset:
+    """Any TFDS image-classification builder with 'image' and 'label' features, prepared (downloaded from `host`
+    where needed) and read whole into a Dataset with the builder's class names.
+
+    Raises DataError naming `offline_hint` at once (not after minutes of retries) when the builder has no copy,
+    its `manual_files` are not in the manual folder and `host` cannot be reached.
     """
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(dataset, data_dir=str(data_dir) if data_dir else None)
     manual = Path(manual_dir) if manual_dir else Path(builder.data_dir).parents[1] / "downloads" / "manual"
-    if not builder.is_prepared() and not all((manual / f).is_file() for f in FILES.values()) \
-            and not reachable(DOWNLOAD_HOST):
-        raise DataError(f"no network to download {dataset} from ({DOWNLOAD_HOST} unreachable) and TFDS has no copy: "
-                        f"pass --data-dir DIR with the four IDX .gz files (or set ${DATA_DIR_ENV}), or put them in "
-                        f"{manual}")
+    has_manual = bool(manual_files) and all((manual / f).is_file() for f in manual_files)
+    if not builder.is_prepared() and not has_manual and not reachable(host):
+        where = f", or put them in {manual}" if manual_files else ""
+        raise DataError(f"no network to download {dataset} from ({host} unreachable) and TFDS has no copy: "
+                        f"{offline_hint}{where}")
     config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
     builder.download_and_prepare(download_config=config)
     splits = {}
@@ -137,7 +193,8 @@ def load_tfds(dataset: str = "mnist", data_dir: str | Path | None = None,
         batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
         splits[split] = {key: np.concatenate([b[key] for b in batches]) for key in ("image", "label")}
     return Dataset(dataset, splits["train"]["image"].astype(np.uint8), splits["train"]["label"].astype(np.int32),
-                   splits["test"]["image"].astype(np.uint8), splits["test"]["label"].astype(np.int32))
+                   splits["test"]["image"].astype(np.uint8), splits["test"]["label"].astype(np.int32),
+                   classes=tuple(builder.info.features["label"].names))
 
 
 DOWNLOAD_HOST = "storage.googleapis.com"  # where TFDS's mnist and fashion_mnist builders download from

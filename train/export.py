@@ -12,12 +12,13 @@ from jaxcnn.files import atomic_target
 TORCH_PICKLE_SUFFIXES = (".pt", ".pth")
 
 
-def export_torch(model: nn.Module, variables: Mapping, path: str | Path) -> Path:
+def export_torch(model: nn.Module, variables: Mapping, path: str | Path, about: jaxcnn.About | None = None) -> Path:
     """Writes `variables` as the torch-keyed state_dict of `model`'s torch original, which
     `parity.torch_models.create(name, **model_kwargs).load_state_dict(..., strict=True)` accepts.
 
-    .safetensors needs no torch (torch reads it with safetensors.torch.load_file); .pt/.pth is torch.save's format
-    and imports torch, which must then be installed.
+    .safetensors needs no torch (torch reads it with safetensors.torch.load_file) and carries `about` in its
+    header (the network, its class names and preprocessing: `python -m train.inspect --weights FILE --image PHOTO`
+    then names its predictions); .pt/.pth is torch.save's format and imports torch, which must then be installed.
     """
     path = Path(path)
     if path.suffix not in (".safetensors", *TORCH_PICKLE_SUFFIXES):
@@ -25,7 +26,7 @@ def export_torch(model: nn.Module, variables: Mapping, path: str | Path) -> Path
     state = jaxcnn.torch_state_dict(model, variables)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
-        jaxcnn.write_torch_safetensors(state, path)
+        jaxcnn.write_torch_safetensors(state, path, about.to_metadata() if about else None)
         return path
     try:
         import torch  # only for torch's own file format; the mapping above is numpy

@@ -25,9 +25,14 @@ def _save(fig, path: Path) -> None:
 
 
 def _show(ax, image: np.ndarray, title: str = "", cmap: str = "gray", **kwargs) -> None:
-    image = np.asarray(image, np.float32)
+    """One image: grey (H, W) or (H, W, 1) through `cmap`; RGB as uint8 pixels, or floats scaled to [0, 1]."""
+    image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
+    if image.dtype != np.uint8:
+        image = image.astype(np.float32)
+        if image.ndim == 3 and (image.min() < 0 or image.max() > 1):  # RGB floats: imshow takes [0, 1] only
+            image = (image - image.min()) / max(float(image.max() - image.min()), 1e-12)
     ax.imshow(image, cmap=cmap if image.ndim == 2 else None, **kwargs)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])

@@ -3,7 +3,9 @@
     python -m train.inspect --checkpoint runs/cnn --data-dir ../shared/data/mnist --out runs/cnn/inspect
     python -m train.inspect --weights alexnet.safetensors --image cat.jpg --out inspect/alexnet
 
---checkpoint: the newest checkpoint of a train.mnist --out directory, explained on test image --image-index.
+--checkpoint: the newest checkpoint of a training run's --out directory (train.mnist, train.sun, train.cifar10),
+explained on test image --image-index of the run's own data set (a regression, such as notebook 003's sun: its
+filters, activations and neighbours; the class tools need a classifier).
 --weights: a pretrained file (python -m parity pretrained): its first-layer filters; with --image PHOTO (JPEG or
 PNG) also the top-5 classes, gradient saliency, guided backprop and occlusion for the top class.
 Writes one PNG per tool and index.md listing them into --out.
@@ -21,12 +23,12 @@ import numpy as np
 from jaxcnn import inspect as tools
 from jaxcnn.files import error_line
 from jaxcnn.preprocess import PREPROCESS
+import jaxcnn
 from train import data as data_lib
-from train import figures
+from train import figures, sources
 from train.checkpoint import Checkpoints
-from train.fit import TrainingError, build_model
+from train.fit import Settings, TrainingError, build_model, optimizer_of
 from train.inspect_photo import OCCLUSION_SIZE, OCCLUSION_STRIDE, inspect_photo
-from train.optimizers import create_optimizer
 from train.step import init_state, variables_of
 
 class InspectError(RuntimeError):
@@ -39,10 +41,11 @@ class Trained:
     variables: dict
     config: dict
     epoch: int
+    model_kwargs: dict = dataclasses.field(default_factory=dict)  # what the run built the registry model with
 
 
 def load_trained(checkpoint: str | Path, model_name: str | None = None) -> Trained:
-    """The newest checkpoint of a train.mnist run as a model and its variables."""
+    """The newest checkpoint of a training run as a model (built as the run built it) and its variables."""
     out = Path(checkpoint)
     out = out.parent if out.name == "checkpoints" else out
     if not (out / "checkpoints").is_dir():
@@ -55,12 +58,18 @@ def load_trained(checkpoint: str | Path, model_name: str | None = None) -> Train
         config = checkpoints.meta(epoch)["config"]
         if model_name and model_name != config["model"]:
             raise InspectError(f"--model {model_name} but {out} was trained with --model {config['model']}")
-        model, _ = build_model(config["model"], config["init"])
-        tx = create_optimizer(config["optimizer"], config["lr"], config["weight_decay"])
+        if "model_kwargs" in config:
+            kwargs = config["model_kwargs"]
+            model = jaxcnn.create_model(config["model"], weight_init=config["init"], **kwargs)
+        else:  # a run from before checkpoints recorded them: train.mnist's 28x28x1, 10 classes
+            model, kwargs = build_model(config["model"], config["init"])
+        # the run's optimizer, for the structure of its state (a schedule's step count: its length is immaterial)
+        settings = Settings(**{f.name: config[f.name] for f in dataclasses.fields(Settings) if f.name in config})
+        tx, _ = optimizer_of(settings, model, 1)
         state, _ = checkpoints.restore(epoch, init_state(model, tx, jax.random.key(0)))
     finally:
         checkpoints.close()
-    return Trained(model, variables_of(state), config, epoch)
+    return Trained(model, variables_of(state), config, epoch, kwargs)
 
 
 def _batched(fn, images: np.ndarray, size: int = 1000) -> np.ndarray:
@@ -76,18 +85,22 @@ def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_
     model, variables, name = trained.model, trained.variables, trained.config["model"]
     if not 0 <= image_index < len(dataset.test_labels):
         raise InspectError(f"--image-index {image_index} is outside the test set (0..{len(dataset.test_labels) - 1})")
+    regression = dataset.regression
+    if regression and target is not None:
+        raise InspectError(f"--class: {name} is a regression (its outputs are not classes); leave --class out")
     preprocess = jax.jit(PREPROCESS[trained.config["preprocess"]])
     raw = dataset.test_images[image_index]
-    label = int(dataset.test_labels[image_index])
-    target = label if target is None else target
-    if not 0 <= target < model.num_classes:
+    label = _label_text(dataset.test_labels[image_index])
+    target = int(dataset.test_labels[image_index]) if target is None and not regression else target
+    if not regression and not 0 <= target < model.num_classes:
         raise InspectError(f"--class {target} is not one of the model's classes 0..{model.num_classes - 1}")
     image = preprocess(raw)
     low, high = (float(v) for v in preprocess(np.array([0, 255], np.uint8)))  # black and white, as the model sees them
     convs = tools.conv_layers(model)
     layer = layer or convs[0]
-    probabilities = jax.nn.softmax(model.apply(variables, image[None])[0])
-    about = f"{name} (epoch {trained.epoch}), test image {image_index} (label {label}), class {target}"
+    outputs = model.apply(variables, image[None])[0]
+    about = (f"{name} (epoch {trained.epoch}), test image {image_index} (target {label})" if regression else
+             f"{name} (epoch {trained.epoch}), test image {image_index} (label {label}), class {target}")
     written = []
 
     def kernel(path: str) -> np.ndarray:
@@ -119,11 +132,17 @@ def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_
         found, _ = tools.nearest_neighbours(vectors[image_index], vectors[others], neighbours)
         found = others[np.asarray(found)]
         rows.append((space, np.concatenate([raw[None], dataset.test_images[found]]),
-                     [f"query ({label})"] + [f"#{i} ({dataset.test_labels[i]})" for i in found]))
+                     [f"query ({label})"] + [f"#{i} ({_label_text(dataset.test_labels[i])})" for i in found]))
     figures.rows_figure(rows, out / "neighbours.png", f"{neighbours} nearest test images (label): {about}")
     written.append(("neighbours.png", f"{neighbours} nearest neighbours in feature space (last hidden layer, "
                                       f"{embeddings.shape[1]} values) and in pixel space"))
 
+    if regression:
+        prediction = _label_text(np.asarray(outputs))
+        return _write_index(out, about, f"predicted {prediction}", written + [
+            ("", "occlusion, saliency, guided backprop and class models explain a class score: a classifier's")])
+
+    probabilities = jax.nn.softmax(outputs)
     occluded = np.asarray(tools.occlusion(model, variables, image, target, occlusion_size, occlusion_stride, low))
     extent = figures.occlusion_extent(occlusion_size, occlusion_stride, occluded.shape)
     figures.maps_figure(raw, [(f"P(class {target}), {occlusion_size}x{occlusion_size} patch", occluded, "viridis",
@@ -155,22 +174,38 @@ def inspect(trained: Trained, dataset: data_lib.Dataset, out: str | Path, image_
                                                   f"clip every 10 of {class_steps} steps")
     written.append(("class_models.png", "for each class, the image found by gradient ascent on its score"))
 
-    lines = [f"# {about}", "", f"predicted {int(probabilities.argmax())} with P = {float(probabilities.max()):.3f}", "",
-             "| file | what it shows |", "| --- | --- |", *[f"| [{f}]({f}) | {what} |" for f, what in written]]
+    return _write_index(out, about, f"predicted {int(probabilities.argmax())} with P = "
+                                    f"{float(probabilities.max()):.3f}", written)
+
+
+def _label_text(label) -> str:
+    """A class index as itself; a regression target (x, y) as '(x, y)' to one decimal."""
+    label = np.asarray(label)
+    return str(int(label)) if label.ndim == 0 else "(" + ", ".join(f"{v:.1f}" for v in label) + ")"
+
+
+def _write_index(out: Path, about: str, predicted: str, written: list) -> list[tuple[str, str]]:
+    """index.md: what was explained and a table of the pictures (a row without a file: a note, not drawn)."""
+    drawn = [(f, what) for f, what in written if f]
+    notes = [what for f, what in written if not f]
+    lines = [f"# {about}", "", predicted, "", "| file | what it shows |", "| --- | --- |",
+             *[f"| [{f}]({f}) | {what} |" for f, what in drawn], *(["", *[f"Not drawn: {n}." for n in notes]]
+                                                                    if notes else [])]
     (out / "index.md").write_text("\n".join(lines) + "\n")
-    return written
+    return drawn
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.inspect", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a train.mnist --out directory")
+    source.add_argument("--checkpoint", help="a training run's --out directory")
     source.add_argument("--weights", help="a torch-keyed .safetensors (python -m parity pretrained NAME writes one)")
     p.add_argument("--model", help="the registry model (checked against the checkpoint or weights; default theirs)")
     p.add_argument("--image", help="with --weights: a photo (JPEG/PNG) to classify and explain")
     p.add_argument("--top", type=int, default=5, help="with --image: how many classes to print (default 5)")
-    p.add_argument("--data-dir", help=f"the four IDX .gz files (or set ${data_lib.DATA_DIR_ENV}); without it, TFDS")
+    p.add_argument("--data-dir", help="the run's data (default: the --data-dir it trained on; MNIST: "
+                                      f"${data_lib.DATA_DIR_ENV}, else TFDS)")
     p.add_argument("--tfds-dir", help="TFDS data_dir")
     p.add_argument("--out", required=True, help="where the PNGs and index.md go")
     p.add_argument("--image-index", type=int, default=0, help="the test image to explain (default 0)")
@@ -196,7 +231,12 @@ def _run(args) -> list[tuple[str, str]]:
             print(f"{rank}. {label} (class {index}): P = {probability:.3f}")
         return written
     trained = load_trained(args.checkpoint, args.model)
-    dataset = data_lib.load(trained.config["dataset"], args.data_dir, args.tfds_dir)
+    if trained.config["dataset"] not in sources.NAMES:
+        raise InspectError(f"{args.checkpoint} trained on a {trained.config['dataset']} streamed from disk: "
+                           "export it (the run's --export-torch, or python -m parity convert --model NAME RUN "
+                           "FILE.safetensors) and explain a photo with --weights FILE --image PHOTO")
+    dataset = sources.load(trained.config["dataset"], args.data_dir or trained.config.get("data_dir"),
+                           args.tfds_dir)
     return inspect(trained, dataset, args.out, args.image_index, args.target, args.layer, args.neighbours,
                    args.occlusion_size or 7, args.occlusion_stride or 1, args.class_steps)
 

@@ -9,7 +9,8 @@ from train.fit import TrainingError
 
 # Settings whose change would make the resumed run another run than the one checkpointed.
 MUST_MATCH = ("model", "dataset", "optimizer", "lr", "weight_decay", "batch_size", "preprocess", "seed", "init",
-              "train_subset", "test_subset", "schedule", "warmup_fraction", "label_smoothing")
+              "train_subset", "test_subset", "schedule", "warmup_fraction", "label_smoothing", "augment", "weights",
+              "freeze", "lr_head", "dtype")
 
 
 def _flag(key: str) -> str:
@@ -20,7 +21,9 @@ def check_settings(saved: dict, config: Any) -> None:
     """Raises TrainingError naming each changed setting and both values (unless config.allow_changes, which
     warns instead). epochs may grow, except on a one-cycle schedule, whose span it is."""
     keys = MUST_MATCH + (("epochs",) if config.schedule == "onecycle" else ())
-    changed = {k: (saved[k], getattr(config, k)) for k in keys if k in saved and saved[k] != getattr(config, k)}
+    as_json = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (a tuple flag is a list in JSON)
+    changed = {k: (saved[k], getattr(config, k)) for k in keys
+               if k in saved and as_json(saved[k]) != as_json(getattr(config, k))}
     if not changed:
         return
     listing = ", ".join(f"{_flag(k)} {was!r} (saved) -> {now!r} (now)" for k, (was, now) in changed.items())

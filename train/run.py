@@ -1,5 +1,6 @@
-"""`train_and_evaluate(config)`: the whole job behind `python -m train.mnist` — data, training, checkpoints,
-exact resume, metrics.json, curves.png and the torch export — as a function tests and other tools call."""
+"""`train_and_evaluate(config)`: the whole job behind every training command (`python -m train.mnist`,
+`train.sun`, `train.cifar10`) — data, training, checkpoints, exact resume, metrics.json, curves.png and the
+torch export — as a function tests and other tools call."""
 
 import dataclasses
 import shutil
@@ -9,21 +10,24 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
+import jaxcnn
+from jaxcnn.imagenet import Preprocessing
 from train import data as data_lib
-from train import startup
+from train import sources, startup
 from train.checkpoint import CheckpointError, Checkpoints, saved_epochs
 from train.export import export_torch
-from train.fit import Settings, TrainingError, fit, setup
+from train.fit import Settings, TrainingError, fit, place, setup, start_from_weights
 from train.report import plot_curves, write_json
 from train.resume import resume
-from train.step import Trainer, variables_of
+from train.step import variables_of
+from train.stream import FolderData
+from train.trainer import Trainer
 
 
 @dataclasses.dataclass
 class Config(Settings):
     """Settings (the hyperparameters) and where a run's data, devices and files are."""
     recipe: str | None = None  # the train.recipes.NAMED entry the command line started from, if any
-    dataset: str = "mnist"
     data_dir: str | None = None
     tfds_dir: str | None = None
     out: str = "runs/mnist"
@@ -38,6 +42,22 @@ class Config(Settings):
     test_subset: int | None = None
     progress: bool = True
     compile_cache: str | None = None  # a directory for the persistent XLA compilation cache; None: off
+    image_size: int | None = None  # streamed image folders: the side of the square images (default: the model's)
+    val_fraction: float | None = None  # an image folder without train/ and val/: the share drawn into val
+    skip_bad: bool = False  # an image folder's unreadable images: left out (counted) instead of an error
+    workers: int = 2  # the input pipeline's worker processes (streamed data)
+
+
+def load_data(config: Config):
+    """The run's data: a train.data.Dataset held on the devices, or for dataset 'folder' a train.stream.FolderData
+    streamed from disk."""
+    if config.dataset == "folder":
+        if not config.data_dir:
+            raise data_lib.DataError("--data-dir DIR: the image folder (DIR/train/<class>/*, DIR/val/<class>/*)")
+        size = config.image_size or jaxcnn.create_model(config.model).input_shape[0]
+        return FolderData.scan(config.data_dir, size, config.val_fraction, config.seed, config.skip_bad,
+                               config.workers)
+    return sources.load(config.dataset, config.data_dir, config.tfds_dir)
 
 
 def train_and_evaluate(config: Config) -> dict:
@@ -57,33 +77,41 @@ def train_and_evaluate(config: Config) -> dict:
         if jax.process_index() == 0:
             shutil.rmtree(out / "checkpoints")
     out.mkdir(parents=True, exist_ok=True)
-    dataset = data_lib.load(config.dataset, config.data_dir, config.tfds_dir)
-    dataset = dataset.subset(config.train_subset, config.test_subset)
+    dataset = load_data(config).subset(config.train_subset, config.test_subset)
+    if getattr(dataset, "skipped", ()):
+        print(f"skipped {len(dataset.skipped)} unreadable images (--skip-bad): "
+              + "; ".join(f"{path} ({why})" for path, why in dataset.skipped[:5]), flush=True)
     if config.compile_cache:
         startup.enable_compile_cache(config.compile_cache)
     devices = jax.devices()[: config.devices] if config.devices else None
-    run = setup(config, len(dataset.train_labels), devices, config.parallel, config.loop)
+    run = setup(config, dataset, devices, config.parallel, config.loop)
     trainer = run.trainer
 
     init_seconds = time.perf_counter()
     state, dropout_key = trainer.init_state(config.seed)
     init_seconds = time.perf_counter() - init_seconds
-    data = (*trainer.put_replicated((dataset.train_images, dataset.train_labels)),
-            *trainer.put_replicated((dataset.test_images, dataset.test_labels)))
+    data = place(run, dataset)
 
     checkpoints = Checkpoints(out)
     state, history = resume(checkpoints, config, state) if config.resume else (state, [])
+    if config.weights and not history:
+        state, notes = start_from_weights(run, state)
+        print(f"started from {config.weights}" + "".join(f"; {n}" for n in notes), flush=True)
     resumed_epochs = len(history)
-    compile_seconds = trainer.compile(state, data[0], data[1], dropout_key, config.batch_size, run.steps_per_epoch,
-                                      test=data[2:])
+    if run.stream:
+        compile_seconds = run.stream.compile(state, dropout_key, config.batch_size)
+    else:
+        compile_seconds = trainer.compile(state, data[0], data[1], dropout_key, config.batch_size,
+                                          run.steps_per_epoch, test=data[2:])
+
+    described = dataclasses.asdict(config) | {"model_kwargs": run.model_kwargs, "classes": dataset.classes}
 
     def on_epoch(entry: dict, state) -> None:
         entry["seconds_since_start"] = startup.seconds_since_start()
         history.append(entry)
-        print(f"epoch {entry['epoch']}/{config.epochs}: train loss {entry['train_loss']:.4f}, test loss "
-              f"{entry['test_loss']:.4f}, test accuracy {100 * entry['test_accuracy']:.2f}% "
+        print(f"epoch {entry['epoch']}/{config.epochs}: {epoch_summary(entry, run.regression)} "
               f"({entry['seconds']:.1f}s)", flush=True)
-        checkpoints.save(entry["epoch"], state, {"epochs": history, "config": dataclasses.asdict(config)})
+        checkpoints.save(entry["epoch"], state, {"epochs": history, "config": described})
 
     progress = None
     if config.progress and jax.process_index() == 0:
@@ -101,24 +129,51 @@ def train_and_evaluate(config: Config) -> dict:
         checkpoints.close()
     train_seconds = sum(e["seconds"] for e in history[resumed_epochs:])
 
-    final = history[-1] if history else {"test_loss": float("nan"), "test_accuracy": float("nan")}
-    metrics = {"final": {"test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
-                         "train_seconds": train_seconds, "compile_seconds": sum(compile_seconds.values()),
-                         "train_compile_seconds": compile_seconds["train"],
-                         "eval_compile_seconds": compile_seconds["eval"], "init_seconds": init_seconds},
+    final = history[-1] if history else {"test_loss": float("nan")} | ({} if run.regression else
+                                                                         {"test_accuracy": float("nan")})
+    scores = {"test_mse": final["test_loss"]} if run.regression else {"test_accuracy": final["test_accuracy"]}
+    metrics = {"final": scores | {"test_loss": final["test_loss"],
+                                  "train_seconds": train_seconds, "compile_seconds": sum(compile_seconds.values()),
+                                  "train_compile_seconds": compile_seconds["train"],
+                                  "eval_compile_seconds": compile_seconds["eval"], "init_seconds": init_seconds},
                "epochs": history,
-               "config": dataclasses.asdict(config) | {"model_kwargs": run.model_kwargs,
-                                                       "devices": trainer.num_devices,
-                                                       "backend": jax.default_backend()}}
+               "config": described | {"devices": trainer.num_devices, "backend": jax.default_backend()}}
     if jax.process_index() == 0:
         write_json(metrics, out / "metrics.json")
-        plot_curves(history, out / "curves.png", title=f"{config.model} on {config.dataset}")
+        plot_curves(history, out / "curves.png", title=f"{config.model} on {config.dataset}",
+                    loss_name="MSE" if run.regression else "cross-entropy")
         if config.export_torch:
-            export_torch(run.model, variables_of(trainer.unreplicate(state)), config.export_torch)
-    print(f"{config.model}: test accuracy {100 * final['test_accuracy']:.2f}%, test loss {final['test_loss']:.4f}, "
-          f"train {train_seconds:.1f}s + compile {sum(compile_seconds.values()):.1f}s on {trainer.num_devices} "
-          f"{jax.default_backend()} device(s); {out / 'metrics.json'}")
+            export_torch(run.model, variables_of(trainer.unreplicate(state)), config.export_torch,
+                         about_of(config, dataset))
+    print(f"{config.model}: {epoch_summary(final, run.regression, last=True)}, train {train_seconds:.1f}s + compile "
+          f"{sum(compile_seconds.values()):.1f}s on {trainer.num_devices} {jax.default_backend()} device(s); "
+          f"{out / 'metrics.json'}")
     return metrics
+
+
+def about_of(config: Config, dataset) -> jaxcnn.About:
+    """What an export says of itself: the network, the class names, and for photos (a streamed folder) how a
+    photo becomes its input (torchvision's resize + centre crop, the run's Normalize)."""
+    preprocessing = None
+    if isinstance(dataset, FolderData):
+        size = dataset.image_size
+        # the named preprocessings as Normalize(mean, std) of [0, 1] pixels
+        mean, std = (config.mean, config.std) if config.mean is not None else {
+            "normalize": ((0.5,) * 3, (0.5,) * 3), "unit": ((0.0,) * 3, (1.0,) * 3),
+            "raw": ((0.0,) * 3, (1 / 255,) * 3)}[config.preprocess]
+        preprocessing = Preprocessing(resize=int(size * 256 / 224), crop=size, mean=mean, std=std)
+    return jaxcnn.About(model=config.model, classes=dataset.classes, preprocessing=preprocessing,
+                        source=f"python -m train ({config.dataset}, {config.out})")
+
+
+def epoch_summary(entry: dict, regression: bool, last: bool = False) -> str:
+    """An epoch's figures as the notebooks print them: notebook 003's `loss_mean` and test MSE `Q` for a
+    regression, else train loss, test loss and test accuracy (`last`: the test figures only)."""
+    if regression:
+        test = f"test MSE (Q) {entry['test_loss']:.3f}"
+        return test if last else f"loss_mean {entry['train_loss']:.3f}, {test}"
+    test = f"test loss {entry['test_loss']:.4f}, test accuracy {100 * entry['test_accuracy']:.2f}%"
+    return test if last else f"train loss {entry['train_loss']:.4f}, {test}"
 
 
 class ProgressBar:

@@ -1,134 +1,40 @@
 """Writing the Flax port: one pass over the traced graph turns each node into a line of `__call__` (and each
 torch submodule into a line of `setup`), tracking every value's layout (parity.port._layout)."""
 
-import dataclasses
 import inspect
 import operator
-import re
 from typing import Any, Callable
 
 import torch
 import torch.fx as fx
 
-from jaxcnn.interchange import flax_name
-from parity.port._layout import Layout, conversion
-from parity.port._trace import PortError, Traced, location
+from parity.port._context import Context, Unsupported, Value, Weight, var_name  # noqa: F401  (the handlers' API)
+from parity.port._layout import Layout
+from parity.port._trace import PortError, Traced, location, own_class
 
 FUNCTIONS: dict[Any, Callable] = {}  # torch function -> handler(ctx, *args, **kwargs)
 METHODS: dict[str, Callable] = {}  # Tensor method name -> handler(ctx, self, *args, **kwargs)
 MODULES: dict[type, Callable] = {}  # torch.nn leaf module type -> handler(ctx, module, *args)
-_RESERVED = {"jax", "jnp", "nn", "layers", "self", "train", "math", "ClassVar"}
+FUNCTIONS_BY_NAME: dict[str, Callable] = {}  # functions of libraries not imported here, by __name__
 
 
-def handles(*targets, methods: tuple[str, ...] = ()):
-    """Registers a handler for torch functions and modules (by identity / type) and Tensor methods (by name)."""
+def handles(*targets, methods: tuple[str, ...] = (), names: tuple[str, ...] = ()):
+    """Registers a handler for torch functions and modules (by identity / type), Tensor methods (by name) and
+    functions of libraries that are not imported here (by `__name__`, e.g. torchvision's 'stochastic_depth')."""
     def register(handler):
         for target in targets:
             (MODULES if isinstance(target, type) else FUNCTIONS)[target] = handler
         for name in methods:
             METHODS[name] = handler
+        for name in names:
+            FUNCTIONS_BY_NAME[name] = handler
         return handler
     return register
 
 
-class Unsupported(Exception):
-    """Raised by a handler for arguments it cannot port (the node is listed with this reason)."""
-
-
-@dataclasses.dataclass
-class Value:
-    """A tensor of the port: the Python name holding it, its layout, its torch shape and dtype."""
-    var: str
-    layout: Layout
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-
-@dataclasses.dataclass
-class Weight:
-    """One torch state_dict entry: the Flax variable holding it ('params/conv1/kernel'; None when Flax keeps
-    no copy, as for num_batches_tracked), how its layout changes ('kernel', 'copy', 'dropped'), its torch shape,
-    and for a Linear fed by a channels-last flatten the (*spatial, C) shape its input features come from."""
-    key: str
-    flax_path: str | None
-    kind: str
-    shape: tuple[int, ...]
-    flatten_from: tuple[int, ...] | None = None
-
-
-class Context:
-    """What the handlers write into: `setup` and `body` lines, the weights, and the Dropouts to replay."""
-
-    def __init__(self, traced: Traced):
-        self.traced = traced
-        self.values: dict[str, Any] = {}
-        self.setup: list[str] = []
-        self.body: list[str] = []
-        self.weights: list[Weight] = []
-        self.dropouts: dict[str, tuple[str, Layout]] = {}  # fx node -> (Flax module name, layout of its input)
-        self.submodules: dict[str, str] = {}  # Flax name -> torch path
-        self.linear_inputs: dict[str, Layout] = {}
-        self.node: fx.Node | None = None
-        self._converted: dict[tuple[str, Layout], str] = {}
-
-    # -- values -------------------------------------------------------------------------------------------------
-    def example(self, node_name: str) -> Any:
-        return self.traced.values[node_name]
-
-    def result_shape(self) -> tuple[int, ...]:
-        return tuple(self.example(self.node.name).shape)
-
-    def convert(self, value: Value, layout: Layout) -> str:
-        """The name of `value` held in `layout`, converting (once per value and layout) where they differ."""
-        if value.layout == layout:
-            return value.var
-        key = (value.var, layout)
-        if key not in self._converted:
-            stem = re.sub(r"\W", "_", value.var.removeprefix("self.").removesuffix(".value"))
-            name = f"{stem}_{'torch' if layout.is_torch else 'cl'}"
-            self.body.append(f"{name} = {conversion(value.var, value.layout, layout)}")
-            self._converted[key] = name
-        return self._converted[key]
-
-    def channels_last(self, value: Value) -> str:
-        return self.convert(value, Layout.channels_last(value.rank))
-
-    def torch_order(self, value: Value) -> str:
-        return self.convert(value, Layout.same(value.rank))
-
-    def out(self, expr: str, layout: Layout) -> Value:
-        """The current node's value: `name = expr`, held in `layout`."""
-        example = self.example(self.node.name)
-        self.body.append(f"{var_name(self.node.name)} = {expr}")
-        return Value(var_name(self.node.name), layout, tuple(example.shape), example.dtype)
-
-    # -- submodules and weights ---------------------------------------------------------------------------------
-    def submodule(self, torch_path: str, constructor: str | Callable[[str], str], name: str | None = None) -> str:
-        """`self.<name> = constructor` in setup, once per torch submodule (name: flax_name(torch_path);
-        a callable constructor is given the name); returns 'self.<name>'."""
-        name = name or flax_name(torch_path)
-        if name in _RESERVED:
-            name += "_"
-        known = self.submodules.get(name)
-        if known is not None and known != torch_path:
-            raise Unsupported(f"torch submodules {known!r} and {torch_path!r} would share the Flax name {name!r}")
-        if known is None:
-            self.submodules[name] = torch_path
-            self.setup.append(f"self.{name} = {constructor(name) if callable(constructor) else constructor}")
-        return f"self.{name}"
-
-    def add_weight(self, key: str, flax_path: str | None, kind: str, shape, flatten_from=None) -> None:
-        if not any(w.key == key for w in self.weights):
-            self.weights.append(Weight(key, flax_path, kind, tuple(shape), flatten_from))
-
-
 def supported() -> dict[str, list[str]]:
     """What the port understands: torch.nn module classes, torch functions and Tensor methods, by name."""
-    functions = sorted({_function_name(f) for f in FUNCTIONS if callable(f)})
+    functions = sorted({_function_name(f) for f in FUNCTIONS if callable(f)} | set(FUNCTIONS_BY_NAME))
     return {"modules": sorted(f"nn.{m.__name__}" for m in MODULES), "functions": functions,
             "methods": sorted(f"Tensor.{m}" for m in METHODS)}
 
@@ -136,10 +42,6 @@ def supported() -> dict[str, list[str]]:
 def _function_name(function: Callable) -> str:
     module = (getattr(function, "__module__", None) or "torch").replace("torch._C._nn", "torch.nn.functional")
     return f"{module.replace('_operator', 'operator')}.{getattr(function, '__name__', function)}"
-
-
-def var_name(node_name: str) -> str:
-    return node_name + "_" if node_name in _RESERVED else node_name
 
 
 def _resolve(ctx: Context, arg: Any) -> Any:
@@ -184,10 +86,14 @@ def _refuse_reused_in_place(node: fx.Node, order: dict, root: torch.nn.Module) -
                           "changed tensor); write it out of place (inplace=False, or without the trailing _)")
 
 
-def run(traced: Traced, placeholder_layout: Callable[[int], Layout]) -> tuple[Context, list[str], Any]:
-    """Ports every node. Returns (context, the names of the inputs, the output structure of Values); raises
+def run(traced: Traced, input_layouts: list[Layout], child_handler: Callable | None = None
+        ) -> tuple[Context, list[str], Any]:
+    """Ports every node; the inputs are held in `input_layouts`, a call of an own_class submodule goes to
+    `child_handler`. Returns (context, the names of the inputs, the output structure of Values); raises
     PortError listing every node it cannot port, each with the user's line."""
     ctx, inputs, output, refused = Context(traced), [], None, []
+    ctx.child_handler = child_handler
+    layouts = iter(input_layouts)
     root = traced.graph_module
     order = {n: i for i, n in enumerate(traced.graph.nodes)}
     for node in traced.graph.nodes:
@@ -196,13 +102,15 @@ def run(traced: Traced, placeholder_layout: Callable[[int], Layout]) -> tuple[Co
         try:
             if node.op == "placeholder":
                 inputs.append(var_name(node.name))
-                ctx.values[node.name] = Value(var_name(node.name), placeholder_layout(example.ndim),
-                                              tuple(example.shape), example.dtype)
+                if not isinstance(example, torch.Tensor):
+                    raise Unsupported("an input that is not a tensor: forward's inputs must be tensors")
+                ctx.values[node.name] = Value(var_name(node.name), next(layouts), tuple(example.shape), example.dtype)
                 continue
             if node.op == "output":
                 output = _resolve(ctx, node.args[0])
                 continue
-            if not isinstance(example, torch.Tensor) and node.op in ("call_function", "call_method"):
+            tensors = isinstance(example, (tuple, list)) and any(isinstance(e, torch.Tensor) for e in example)
+            if not isinstance(example, torch.Tensor) and not tensors and node.op in ("call_function", "call_method"):
                 ctx.values[node.name] = example  # a size, a shape: a Python value of the example
                 continue
             _refuse_reused_in_place(node, order, root)
@@ -213,27 +121,37 @@ def run(traced: Traced, placeholder_layout: Callable[[int], Layout]) -> tuple[Co
             elif node.op == "call_module":
                 module = root.get_submodule(node.target)
                 handler = MODULES.get(type(module))
+                if handler is None and own_class(module) and child_handler is not None:
+                    handler = child_handler
                 args = (module, *args)
             elif node.op == "call_method":
                 handler = METHODS.get(node.target)
             else:
-                handler = FUNCTIONS.get(node.target)
+                handler = FUNCTIONS.get(node.target) or FUNCTIONS_BY_NAME.get(getattr(node.target, "__name__", None))
             if handler is None:
                 raise Unsupported("not supported")
-            try:
-                inspect.signature(handler).bind(ctx, *args, **kwargs)
-            except TypeError as err:  # arguments that the handler's torch-like signature does not take
-                raise Unsupported(f"arguments not supported ({err})") from err
+            if handler is not child_handler:  # (a child's own nodes are checked when it is ported)
+                try:
+                    inspect.signature(handler).bind(ctx, *args, **kwargs)
+                except TypeError as err:  # arguments that the handler's torch-like signature does not take
+                    raise Unsupported(f"arguments not supported ({err})") from err
             ctx.values[node.name] = handler(ctx, *args, **kwargs)
         except _Skipped:
             continue
+        except PortError as child:  # a submodule of its own class, refused: its lines join this module's
+            refused.extend(getattr(child, "lines", [str(child)]))
+            if isinstance(example, torch.Tensor):
+                ctx.values[node.name] = Value(var_name(node.name), Layout.channels_last(example.ndim),
+                                              tuple(example.shape), example.dtype)
         except Unsupported as why:
             refused.append(f"{location(node)}  <- {_describe(node, root)}: {why}")
             if isinstance(example, torch.Tensor):  # stands in, so that what follows is checked too
                 ctx.values[node.name] = Value(var_name(node.name), Layout.channels_last(example.ndim),
                                               tuple(example.shape), example.dtype)
     if refused:
-        raise PortError(f"cannot port {root.__class__.__name__}: {len(refused)} operation(s) are not supported "
-                        "(nothing was ported):\n" + "\n".join(f"  {line}" for line in refused)
-                        + "\nWhat the port supports: parity.port.supported(), or the README's \"Port your own network\".")
+        error = PortError(f"cannot port {root.__class__.__name__}: {len(refused)} operation(s) are not supported "
+                          "(nothing was ported):\n" + "\n".join(f"  {line}" for line in refused)
+                          + "\nWhat the port supports: parity.port.supported(), or docs/port.md.")
+        error.lines = refused
+        raise error
     return ctx, inputs, output

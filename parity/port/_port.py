@@ -1,9 +1,10 @@
 """port(): a torch nn.Module -> generated Flax source, the module built from it, and the converted weights."""
 
+import copy
 import dataclasses
-import importlib.util
 import inspect
 import itertools
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,13 @@ from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
 from parity import io
-from parity.port import _emit, _functions, _modules, _source  # noqa: F401  (the handlers register themselves)
+from parity.port import _classes, _emit, _extra, _functions, _modules, _nest, _source  # noqa: F401  (handlers register)
 from parity.port._layout import Layout
-from parity.port._trace import PortError, trace
+from parity.port._trace import PortError
 from parity.port._weights import load_state_dict
 
 _COUNTER = itertools.count()
+TABLES = "torch_weights.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,34 +52,62 @@ def _ordered(weights: list[_emit.Weight], state: dict) -> list[_emit.Weight]:
 
 
 def build(module: torch.nn.Module, example_input: Any) -> Ported:
-    """Traces `module` on `example_input` (NCHW, or (N, C, L) / (N, C, D, H, W); a tensor or array) and builds
-    its Flax port. Raises PortError (every unsupported operation, each with its line of the user's source)."""
+    """Traces `module` on `example_input` and builds its Flax port: one class per torch submodule class.
+
+    Arguments:
+        module: the torch module (not changed; its current weights are converted).
+        example_input: an input in torch's layout, (N, C, H, W) (or (N, C, L), (N, C, D, H, W)); a tensor or
+            array. It fixes the shapes the port is traced with; any batch size works afterwards.
+    Returns:
+        Ported: the source of model.py, the linen module built from it, its variables and the input shape.
+    Raises:
+        PortError: every operation the port does not support (each with its line of the user's source), a
+            forward that branches on the mode or on tensor values, an input the module cannot take.
+    """
     example = torch.as_tensor(np.asarray(example_input, np.float32))
-    traced = trace(module, example)
-    ctx, inputs, output = _emit.run(traced, Layout.channels_last)
-    if len(inputs) != 1:
-        raise PortError(f"{type(module).__name__}.forward takes {len(inputs)} inputs; parity.port ports networks "
-                        "of one input tensor")
+    own = copy.deepcopy(module).cpu().float()
+    root = _nest.port_instance(own, "", (example,), [Layout.channels_last(example.ndim)])
+    if len(root.inputs) != 1:
+        raise PortError(f"{type(module).__name__}.forward takes {len(root.inputs)} inputs; parity.port ports "
+                        "networks of one input tensor")
+    output = root.output
     values = list(output) if isinstance(output, (tuple, list)) else [output]
     if not all(isinstance(v, _emit.Value) for v in values):
         raise PortError("forward must return a tensor or a tuple/list of tensors")
+    ctx = root.ctx
     ctx.node = None
     names = [ctx.channels_last(v) for v in values]
     structure = names[0] if not isinstance(output, (tuple, list)) else \
         ("(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")" if isinstance(output, tuple)
          else "[" + ", ".join(names) + "]")
     state = module.state_dict()
-    weights = _ordered(ctx.weights, state)
+    weights = _ordered(_nest.weights(root), state)
+    classes = _classes.resolve(root, [f"return {structure}"])
     input_shape = Layout.channels_last(example.ndim).flax_shape(tuple(example.shape))
-    outputs = [(n, Layout.channels_last(v.rank).flax_shape(v.shape)) for n, v in zip(names, values)]
-    source = _source.write(ctx, type(module).__name__, _origin(module), inputs[0], input_shape, outputs, structure,
-                           weights)
-    cls = _source.instantiate(source, _source.class_name(type(module).__name__),
-                              f"<parity.port {type(module).__name__} {next(_COUNTER)}>")
+    outputs = [Layout.channels_last(v.rank).flax_shape(v.shape) for v in values]
+    source = _source.write(classes, _origin(module), input_shape, outputs)
+    name = f"parity_port_{classes[-1].name}_{next(_COUNTER)}"
+    cls = _tabled(_source.instantiate(source, classes[-1].name, name), _table(weights),
+                  tuple(_nest.dropouts(root)))
     flax_module = cls()
     variables = load_state_dict(flax_module, state)
     _check_variables(flax_module, variables, input_shape)
     return Ported(source, flax_module, variables, tuple(example.shape))
+
+
+def _table(weights: list[_emit.Weight]) -> tuple:
+    return tuple((w.key, w.flax_path, w.kind, w.shape, w.flatten_from) for w in weights)
+
+
+def _tabled(cls: type, weights: tuple, dropouts: tuple) -> type:
+    """The class with its tables: TORCH_WEIGHTS, per torch state_dict key (torch's order) the Flax variable, its
+    layout change, its torch shape and, for a Linear after a flatten, the channels-last (*spatial, C) its
+    features come from; TORCH_DROPOUTS, per dropout of torch's graph, the Flax module drawing its mask and the
+    layout of its input (to replay the masks in torch)."""
+    cls.TORCH_WEIGHTS = tuple(tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in weights)
+    cls.TORCH_DROPOUTS = tuple((tuple(ref), flax, tuple(perm), flat and tuple(flat))
+                               for ref, flax, perm, flat in dropouts)
+    return cls
 
 
 def _check_variables(model: nn.Module, variables: dict, input_shape: tuple[int, ...]) -> None:
@@ -109,25 +139,32 @@ def port(module: torch.nn.Module, example_input: Any) -> tuple[nn.Module, dict]:
 
 
 def save(ported: Ported, directory: str | Path) -> None:
-    """Writes model.py and variables.safetensors (Flax variables, '/'-joined keys) into `directory`."""
+    """Writes model.py, torch_weights.json (the tables of `_tabled`) and variables.safetensors (Flax variables,
+    '/'-joined keys) into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    cls = type(ported.module)
     (directory / "model.py").write_text(ported.source)
+    tables = {"class": cls.__name__, "weights": cls.TORCH_WEIGHTS, "dropouts": cls.TORCH_DROPOUTS}
+    (directory / TABLES).write_text(json.dumps(tables, indent=1))
     io.save_flax(ported.variables, directory / "variables.safetensors")
 
 
 def load(directory: str | Path) -> tuple[nn.Module, dict]:
-    """(module, variables) from a directory written by `python -m parity port`: imports its model.py."""
+    """(module, variables) from a directory written by `python -m parity port` or `save`.
+
+    Its model.py is imported as a module of a name that stays the same for the same directory (so its classes
+    pickle, and `inspect.getsource` and tracebacks show its lines).
+    Raises:
+        FileNotFoundError: the directory lacks model.py or torch_weights.json (written by an older port).
+    """
     directory = Path(directory)
     path = directory / "model.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} holds no model.py: write one with `python -m parity port ... --out "
-                                f"{directory}`")
-    spec = importlib.util.spec_from_file_location(f"parity_port_{next(_COUNTER)}", path)
-    generated = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generated)
-    classes = [c for c in vars(generated).values()
-               if isinstance(c, type) and issubclass(c, nn.Module) and hasattr(c, "TORCH_WEIGHTS")]
-    if len(classes) != 1:
-        raise PortError(f"{path} defines {len(classes)} ported modules; expected exactly one")
-    return classes[0](), io.load_flax(directory / "variables.safetensors")
+    for needed in (path, directory / TABLES):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{directory} holds no {needed.name}: write it with `python -m parity port ... "
+                                    f"--out {directory}`")
+    tables = json.loads((directory / TABLES).read_text())
+    cls = _source.instantiate(path.read_text(), tables["class"], _source.module_name(directory), path.resolve())
+    cls = _tabled(cls, tables["weights"], tables["dropouts"])
+    return cls(), io.load_flax(directory / "variables.safetensors")

@@ -1,85 +1,112 @@
-"""The generated model.py: a linen module named after the torch class, explicit submodules in `setup`, a
-`__call__` in the order of the torch forward, and the tables parity.port reads (weights, dropouts)."""
+"""The generated model.py: one linen class per torch submodule class (parity.port._classes), the top class
+last, named after the torch class; and how it is made a module of its own (importable, pickled, inspected)."""
 
-import keyword
+import hashlib
 import linecache
 import re
+import sys
 import types
+from pathlib import Path
 
-from parity.port._emit import Context, Weight
+from parity.port._classes import FlaxClass
 
 HEADER = '''"""Flax port of torch `{cls}`{origin}, written by `python -m parity port` (parity.port).
 
-Channels-last, as jaxcnn: input {input}, output {output}. Load the weights with
-`parity.port.load(directory)`, or from a torch state_dict with `parity.port.load_state_dict({name}(), state)`.
+Channels-last: input {input}, output {output}. `parity.port.load(directory)` loads it with its weights
+(torch_weights.json beside it maps each torch state_dict key to its Flax variable).
 """
 
 from typing import ClassVar
 
 {imports}'''
 
-CLASS = '''
-
-class {name}(nn.Module):
-    """`{cls}` on channels-last input: x {input} -> {output}.
-
-    train: BatchNorm uses batch statistics (apply with mutable=['batch_stats']) and Dropout is on (rngs={{'dropout':
-    key}}). TORCH_WEIGHTS (below): per torch state_dict key, the Flax variable, its layout change, its torch shape
-    and, for a Linear after a flatten, the channels-last (*spatial, C) its features come from. TORCH_DROPOUTS: per
-    dropout of the torch graph, the Flax Dropout and the layout of its input (to replay its masks in torch).
-    """
+TOP_DOC = '''    """`{cls}` on channels-last input: x {input} -> {output}. train: batch statistics (apply with
+    mutable=['batch_stats']) and dropout (rngs={{'dropout': key}})."""
 
     INPUT_SHAPE: ClassVar[tuple] = {input_shape!r}
-{setup}
-    def __call__(self, {arg}, train: bool = False):
-{body}
-        return {result}
-
-    TORCH_WEIGHTS: ClassVar[tuple] = ({weights})
-    TORCH_DROPOUTS: ClassVar[tuple] = ({dropouts})
 '''
-
-
-def class_name(torch_class: str) -> str:
-    name = re.sub(r"\W", "_", torch_class)
-    return name if name.isidentifier() and not keyword.iskeyword(name) else f"Ported{name}"
 
 
 def _shape(shape: tuple[int, ...], batch: int) -> str:
     return "(" + ", ".join("N" if i == 0 and d == batch else str(d) for i, d in enumerate(shape)) + ")"
 
 
-def _row(w: Weight) -> str:
-    return f"\n        ({w.key!r}, {w.flax_path!r}, {w.kind!r}, {w.shape!r}, {w.flatten_from!r}),"
+WIDTH = 116
 
 
-def write(ctx: Context, torch_class: str, origin: str, arg: str, input_shape: tuple[int, ...],
-          outputs: list[tuple[str, tuple[int, ...]]], structure: str, weights: list[Weight]) -> str:
-    """model.py's text. input_shape: channels-last example shape; outputs: (name, channels-last shape) each;
-    structure: the return expression over those names."""
+def wrap(line: str) -> list[str]:
+    """A line longer than WIDTH broken at the commas of its first call, continued under its opening bracket."""
+    if len(line) <= WIDTH or "(" not in line:
+        return [line]
+    start = line.index("(") + 1
+    pieces, depth, last = [], 0, start
+    for i, char in enumerate(line[start:], start):
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            pieces.append(line[last:i + 1].strip())
+            last = i + 1
+    pieces.append(line[last:].strip())
+    lines, current = [], line[:start] + pieces[0]
+    for piece in pieces[1:]:
+        if len(current) + 1 + len(piece) > WIDTH:
+            lines.append(current)
+            current = " " * start + piece
+        else:
+            current += " " + piece
+    return lines + [current]
+
+
+def _methods(text: str) -> str:
+    """The methods' text indented into a class, a blank line between them, an empty setup left out."""
+    setup, call = text.split("\ndef __call__(", 1)
+    parts = [] if setup.strip() == "def setup(self):\n    pass" else [setup]
+    parts.append("def __call__(" + call)
+    return "\n\n".join("\n".join(wrapped for line in part.split("\n")
+                                  for wrapped in (wrap(f"    {line}") if line else [""])) for part in parts)
+
+
+def _class(flax_class: FlaxClass, doc: str) -> str:
+    fields = "".join(f"    {name}: {annotation}\n" for name, annotation in flax_class.fields)
+    return (f"\n\nclass {flax_class.name}(nn.Module):\n{doc}" + (f"\n{fields}" if fields else "")
+            + "\n" + _methods(flax_class.methods) + "\n")
+
+
+def write(classes: list[FlaxClass], origin: str, input_shape: tuple[int, ...],
+          output_shapes: list[tuple[int, ...]]) -> str:
+    """model.py's text. input_shape: the channels-last example shape; output_shapes: channels-last too."""
     batch = input_shape[0]
     shown_in = _shape(input_shape, batch)
-    shown_out = ", ".join(_shape(s, batch) for _, s in outputs)
-    dropouts = "".join(f"\n        ({node!r}, {module!r}, {layout.perm!r}, {layout.flat_from!r}),"
-                       for node, (module, layout) in ctx.dropouts.items())
-    setup = "\n    def setup(self):\n" + "".join(f"        {line}\n" for line in ctx.setup) if ctx.setup else ""
-    weights = "".join(_row(w) for w in weights) + "\n    " if weights else ""
-    dropouts = dropouts + "\n    " if dropouts else ""
-    code = "\n".join(ctx.setup + ctx.body)
+    shown_out = ", ".join(_shape(s, batch) for s in output_shapes)
+    top = classes[-1]
+    code = "\n".join(c.methods for c in classes)
     imports = "".join(line for used, line in (("jax.", "import jax\n"), ("jnp.", "import jax.numpy as jnp\n"))
-                      if used in code) + "from flax import linen as nn\n"
+                      if re.search(rf"\b{re.escape(used)}", code)) + "from flax import linen as nn\n"
     imports += "\nfrom jaxcnn import layers\n" if "layers." in code else ""
-    return HEADER.format(cls=torch_class, origin=f" ({origin})" if origin else "", input=shown_in,
-                         output=shown_out, name=class_name(torch_class), imports=imports) + CLASS.format(
-        name=class_name(torch_class), cls=torch_class, input=shown_in, output=shown_out, input_shape=input_shape,
-        weights=weights, dropouts=dropouts, setup=setup, arg=arg,
-        body="".join(f"        {line}\n" for line in ctx.body).rstrip("\n"), result=structure)
+    text = HEADER.format(cls=top.torch_class.__name__, origin=f" ({origin})" if origin else "", input=shown_in,
+                         output=shown_out, imports=imports)
+    for flax_class in classes[:-1]:
+        text += _class(flax_class, f'    """torch `{flax_class.torch_class.__name__}`."""\n')
+    doc = TOP_DOC.format(cls=top.torch_class.__name__, input=shown_in, output=shown_out, input_shape=input_shape)
+    return text + _class(top, doc)
 
 
-def instantiate(source: str, name: str, filename: str):
-    """Executes model.py's text as a module of its own (its lines shown in tracebacks); returns its class `name`."""
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    module = types.ModuleType(filename)
+def instantiate(source: str, class_name: str, module_name: str, path: str | Path | None = None) -> type:
+    """Executes model.py's text as the module `module_name` (in sys.modules, so that its classes pickle and
+    `inspect.getsource` finds them; its lines shown in tracebacks); returns its class `class_name`.
+    path: the file it was read from (else the source is kept in linecache under a name of its own)."""
+    filename = str(path) if path is not None else f"<{module_name}>"
+    if path is None:
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(module_name)
     module.__file__ = filename
+    sys.modules[module_name] = module
     exec(compile(source, filename, "exec"), module.__dict__)
-    return getattr(module, name)
+    return getattr(module, class_name)
+
+
+def module_name(directory: str | Path) -> str:
+    """The stable name a written port is imported under: the same directory, the same name."""
+    directory = Path(directory).resolve()
+    slug = re.sub(r"\W", "_", directory.name)
+    return f"parity_port_{slug}_{hashlib.sha1(str(directory).encode()).hexdigest()[:8]}"

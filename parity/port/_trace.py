@@ -11,6 +11,7 @@ import torch
 import torch.fx as fx
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
+_PORT_DIR = os.path.dirname(os.path.abspath(__file__))
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)\n\s*(?P<code>[^\n]*)')
 
 
@@ -32,9 +33,45 @@ class Traced:
         return self.graph_module.graph
 
 
-def _symbolic_trace(module: torch.nn.Module) -> fx.GraphModule:
-    tracer = fx.Tracer()
-    tracer.record_stack_traces = True
+_CONTAINERS = (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
+
+
+def own_class(module: torch.nn.Module) -> bool:
+    """A submodule that the port writes as a Flax class of its own: a module class of the user's (or of a
+    library's, not torch.nn's) holding weights. Plain containers and weightless helpers are traced through."""
+    if type(module) in _CONTAINERS or type(module).__module__.startswith("torch.nn"):
+        return False
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer; with `nested`, each own_class submodule called on tensors stays one call_module node."""
+
+    def __init__(self, nested: bool):
+        super().__init__()
+        self.nested = nested
+        self.record_stack_traces = True
+
+    def call_module(self, m, forward, args, kwargs):
+        if self.nested and own_class(m) and not kwargs and all(isinstance(a, fx.Proxy) for a in args):
+            return self.create_proxy("call_module", self.path_of_module(m), args, kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+
+def is_random(node: fx.Node) -> bool:
+    """A functional dropout or stochastic depth (torchvision's `stochastic_depth`, matched by name)."""
+    return node.op == "call_function" and (node.target is torch.nn.functional.dropout
+                                           or getattr(node.target, "__name__", "") == "stochastic_depth")
+
+
+def innermost_module(node: fx.Node) -> str:
+    """The path of the innermost module whose forward made `node` ('' for the traced module's own)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return next(reversed(stack), "") if stack else ""
+
+
+def _symbolic_trace(module: torch.nn.Module, nested: bool = False) -> fx.GraphModule:
+    tracer = _Tracer(nested)
     try:
         graph = tracer.trace(module)
     except Exception as err:  # fx raises TraceError, TypeError, RuntimeError ... from the user's forward
@@ -55,45 +92,48 @@ class _Recorder(fx.Interpreter):
         return result
 
 
-def trace(module: torch.nn.Module, example_input: torch.Tensor) -> Traced:
-    """Traces a copy of `module` in train and in eval mode (the two graphs must agree) and runs it, in eval mode,
-    on `example_input`, recording every node's value. The module itself is left as it was."""
-    module = copy.deepcopy(module).cpu().float()
+def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False) -> Traced:
+    """Traces a copy of `module` (the module itself when `own_copy`: one the port made), each own_class submodule
+    one node, in train and in eval mode (the two graphs must agree), and runs it, in eval mode, on
+    `example_inputs`, recording every node's value. The module is left in eval mode."""
+    module = module if own_copy else copy.deepcopy(module).cpu().float()
     module.train()
-    train = _symbolic_trace(module)
+    train = _symbolic_trace(module, nested=True)
     module.eval()
-    gm = _symbolic_trace(module)
+    gm = _symbolic_trace(module, nested=True)
     if _signature(train) != _signature(gm):
         raise PortError(f"{type(module).__name__}.forward runs other operations in train mode than in eval mode "
                         "(it branches on self.training); only Dropout and BatchNorm may depend on the mode.")
     dropout = {}
     for t, e in zip(train.graph.nodes, gm.graph.nodes):
-        if e.op == "call_function" and e.target is torch.nn.functional.dropout:
+        if is_random(e):
             modes = (_training_flag(t), _training_flag(e))
             dropout[e.name] = {(True, False): "train", (True, True): "always", (False, False): "never"}.get(modes)
             if dropout[e.name] is None:
-                raise PortError(f"{location(e)}: F.dropout is on in eval mode and off in train mode")
+                raise PortError(f"{location(e)}: {e.target.__name__} is on in eval mode and off in train mode")
     recorder = _Recorder(gm)
     recorder.values = {}
     try:
         with torch.no_grad():
-            recorder.run(example_input.detach().cpu().float())
+            recorder.run(*example_inputs)
     except Exception as err:
-        raise PortError(f"{type(module).__name__} fails on an example input of shape {tuple(example_input.shape)}: "
+        shapes = ", ".join(str(tuple(x.shape)) for x in example_inputs if isinstance(x, torch.Tensor))
+        raise PortError(f"{type(module).__name__} fails on an example input of shape {shapes}: "
                         f"{str(err).splitlines()[0]}\nGive the input shape the module takes (--input-shape N,C,H,W)."
                         ) from err
     return Traced(gm, recorder.values, dropout)
 
 
 def _training_flag(node: fx.Node) -> bool:
+    position = 2 if node.target is torch.nn.functional.dropout else 3  # stochastic_depth(input, p, mode, training)
     if "training" in node.kwargs:
         return bool(node.kwargs["training"])
-    return bool(node.args[2]) if len(node.args) > 2 else True
+    return bool(node.args[position]) if len(node.args) > position else True
 
 
 def location(node: fx.Node) -> str:
     """'file.py:12: code' of the user's line that made `node` (the innermost frame outside torch)."""
-    frames = [m for m in _FRAME.finditer(node.stack_trace or "") if not m["file"].startswith(_TORCH_DIR)]
+    frames = [m for m in _FRAME.finditer(node.stack_trace or "") if not m["file"].startswith((_TORCH_DIR, _PORT_DIR))]
     if not frames:
         return f"(node {node.name})"
     frame = frames[-1]

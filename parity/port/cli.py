@@ -1,5 +1,5 @@
 """`python -m parity port path/to/file.py:ClassName --input-shape N,C,H,W --out DIR`: ports the class, writes
-DIR/model.py, DIR/variables.safetensors and DIR/report.json, checks the written model.py against the torch module
+DIR/model.py, DIR/torch_weights.json, DIR/variables.safetensors and DIR/report.json, checks the written model.py against the torch module
 and prints the table. Exit status: 0 when every check passes, 1 when one fails, 2 when nothing could be ported."""
 
 import argparse

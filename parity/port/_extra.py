@@ -1,0 +1,4 @@
+"""Handlers beyond the first set (registered on import): tensor reshuffles, normalisations, element-wise math,
+resampling and padding, stochastic depth."""
+
+from parity.port import _math, _norms, _resample, _stochastic, _tensor_ops  # noqa: F401

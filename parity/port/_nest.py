@@ -1,0 +1,125 @@
+"""The port as a tree: the traced module, and each submodule of its own class (a `Bottleneck`, a user's
+`ResBlock`) ported on its own, from the values the module hands it, into an `Instance` of its own."""
+
+import dataclasses
+import itertools
+import re
+from typing import Any
+
+import torch
+
+from parity.port import _emit
+from parity.port._context import Context, Value, Weight
+from parity.port._layout import Layout
+from parity.port._trace import Traced, innermost_module, is_random, trace
+
+_TOKENS = itertools.count()
+
+
+@dataclasses.dataclass
+class Instance:
+    """One ported module: its torch `module` at `path`, the Context its lines are in, its argument names and
+    output (Values, possibly in a tuple or list), and per placeholder token in its setup the child ported there."""
+    module: torch.nn.Module
+    path: str
+    ctx: Context
+    inputs: list[str]
+    output: Any
+    children: dict[str, "Instance"]
+    layouts: list[Layout]
+    call: str = ""  # how its parent constructs it, once resolved: 'Bottleneck(inplanes=64, ...)'
+
+    @property
+    def traced(self) -> Traced:
+        return self.ctx.traced
+
+
+def _prefixed(path: str, name: str) -> str:
+    return f"{path}.{name}" if path and name else path or name
+
+
+def port_instance(module: torch.nn.Module, path: str, examples: tuple, layouts: list[Layout]) -> Instance:
+    """Ports `module` (the port's own copy; its submodules of their own class recursively) on `examples`."""
+    children: dict[str, Instance] = {}
+    calls: dict[str, tuple[str, Instance, list]] = {}  # torch target -> (expression, instance, input layouts)
+
+    def child(ctx: Context, submodule: torch.nn.Module, *args) -> Any:
+        target = ctx.node.target
+        if not all(isinstance(a, Value) for a in args):
+            raise _emit.Unsupported("a submodule called with something other than tensors")
+        layouts_in = [a.layout for a in args]
+        if target in calls and calls[target][2] != layouts_in:
+            raise _emit.Unsupported("a submodule called again on tensors held in other layouts")
+        if target not in calls:
+            examples_in = tuple(ctx.example(a.name) for a in ctx.node.args)
+            instance = port_instance(submodule, _prefixed(path, target), examples_in, layouts_in)
+            token = f"__child_{next(_TOKENS)}__"
+            children[token] = instance
+            calls[target] = (ctx.submodule(target, token), instance, layouts_in)
+        expr, instance, _ = calls[target]
+        return _call(ctx, expr, [a.var for a in args], instance.output)
+
+    traced = trace(module, examples, own_copy=True)
+    ctx, inputs, output = _emit.run(traced, layouts, child)
+    return Instance(module, path, ctx, inputs, output, children, layouts)
+
+
+def _call(ctx: Context, expr: str, args: list[str], output: Any) -> Any:
+    """`y = self.block(x, train)`; the Values of y as the child's output has them (a tuple: indexed)."""
+    value = ctx.out(f"{expr}({', '.join(args)}, train)", Layout.same(0))
+    if isinstance(output, Value):
+        return Value(value.var, output.layout, output.shape, output.dtype)
+    if isinstance(output, (tuple, list)) and all(isinstance(v, Value) for v in output):
+        return type(output)(Value(f"{value.var}[{i}]", v.layout, v.shape, v.dtype) for i, v in enumerate(output))
+    raise _emit.Unsupported("a submodule that returns something other than a tensor or a tuple/list of them")
+
+
+def instances(root: Instance) -> list[Instance]:
+    """Every instance of the tree, children before their parents."""
+    found: list[Instance] = []
+
+    def visit(instance: Instance) -> None:
+        for child in instance.children.values():
+            visit(child)
+        found.append(instance)
+
+    visit(root)
+    return found
+
+
+def weights(instance: Instance) -> list[Weight]:
+    """The state_dict rows of an instance and its children, keys and Flax paths from the instance."""
+    rows = list(instance.ctx.weights)
+    for token, child in instance.children.items():
+        target = child.path[len(instance.path) + 1:] if instance.path else child.path
+        prefix = instance.ctx.module_paths[target]
+        for w in weights(child):
+            flax = None if w.flax_path is None else re.sub(r"^(\w+)/", rf"\1/{prefix}/", w.flax_path)
+            rows.append(Weight(f"{target}.{w.key}", flax, w.kind, w.shape, w.flatten_from))
+    return rows
+
+
+def dropouts(instance: Instance) -> list[tuple]:
+    """(torch reference, Flax module path, perm, flat_from) of every dropout in the tree: the reference is
+    ('module', path) for a Dropout module, ('function', innermost module path, k) for the k-th functional one
+    there (what parity.port.check finds in torch's own trace)."""
+    rows = []
+    graph = {n.name: n for n in instance.traced.graph.nodes}
+    counts: dict[str, int] = {}
+    order = [n for n in instance.traced.graph.nodes if is_random(n)]
+    index = {}
+    for n in order:
+        where = _prefixed(instance.path, innermost_module(n))
+        index[n.name] = (where, counts.get(where, 0))
+        counts[where] = counts.get(where, 0) + 1
+    for node_name, (module, layout) in instance.ctx.dropouts.items():
+        node = graph[node_name]
+        reference = ("module", _prefixed(instance.path, node.target)) if node.op == "call_module" \
+            else ("function", *index[node_name])
+        flax = instance.ctx.flax_path(f"self.{module}")
+        rows.append((reference, flax, layout.perm, layout.flat_from))
+    for token, child in instance.children.items():
+        target = child.path[len(instance.path) + 1:] if instance.path else child.path
+        prefix = instance.ctx.module_paths[target]
+        rows += [(ref, f"{prefix}/{flax}", perm, flat) for ref, flax, perm, flat in dropouts(child)]
+    return rows
