@@ -201,8 +201,15 @@ def _plan(traced: tuple[dict, list], torch_keys: Sequence[str]) -> tuple[list[_S
 def torch_keys(model: nn.Module, sequentials: Sequence[str] | None = None, sample_shape_nchw=None) -> list[str]:
     """The state_dict keys of `model`'s torch original, in torch's order (BatchNorm's num_batches_tracked too).
 
-    sequentials: the torch attributes that are nn.Sequentials (jaxcnn.config.ModelConfig.torch_sequentials);
-    default: the model's registered config, or none for a network outside the registry.
+    Arguments:
+        model: a jaxcnn linen module.
+        sequentials: the torch attributes that are nn.Sequentials (jaxcnn.ModelConfig.torch_sequentials);
+            default: the model's registered config, or none for a network outside the registry.
+        sample_shape_nchw: the (N, C, H, W) input to trace the model with; default one image of
+            `model.input_shape`.
+
+    Returns:
+        ['conv1.weight', 'conv1.bias', ...], as `list(module.state_dict())` of the torch original.
     """
     if sequentials is None:
         sequentials = registry.config_of(model).torch_sequentials
@@ -245,20 +252,33 @@ def _nnx_model(model) -> NNXModel | None:
 
 
 def load_torch_weights(model, source: str | Path | Mapping[str, Any], sample_shape_nchw=None):
-    """Flax variables for `model` from torch-keyed weights: a `.safetensors` file or a mapping of torch keys to
-    arrays (numpy, JAX or torch tensors). No torch needed.
+    """Flax variables for `model` from torch-keyed weights (a `.safetensors` file or a mapping), without torch.
+
+    Strict, as torch's `load_state_dict(strict=True)`: every key of the model, no other, every shape. Conv
+    weights (O, I, kh, kw) become kernels (kh, kw, I, O), Linear weights (out, in) kernels (in, out), BatchNorm's
+    weight, bias, running_mean, running_var its params scale, bias and batch_stats mean, var
+    (num_batches_tracked is dropped); the first Linear after a Flatten has its inputs permuted from torch's
+    (C, H, W) order to the (H, W, C) of a channels-last flatten.
 
     Arguments:
-        model: the jaxcnn (Flax linen) module the weights are for; or a jaxcnn.NNXModel
-            (`create_model(name, api="nnx", ...)`), which is loaded in place and returned.
-        source: a path to a torch-keyed .safetensors file, or a mapping {'conv1.weight': (O, I, kh, kw), ...}.
-        sample_shape_nchw: an input shape (N, C, H, W) to trace the model with (for networks that take any size,
-            the first Linear's permutation depends on it); default: one image of `model.input_shape`.
+        model: the jaxcnn linen module the weights are for; or a jaxcnn.NNXModel (`create_model(name,
+            api="nnx", ...)`), which is loaded in place.
+        source: a path to a torch-keyed .safetensors file (`torch.save` files need torch: `python -m parity
+            convert`), or a mapping {'conv1.weight': array (O, I, kh, kw), ...} of numpy arrays, JAX arrays or
+            torch tensors (bfloat16 included).
+        sample_shape_nchw: the (N, C, H, W) input to trace the model with (for networks that take any size,
+            the first Linear's permutation depends on it); default one image of `model.input_shape`.
+
     Returns:
-        {'params': ..., 'batch_stats': ...} (batch_stats only when the model has BatchNorm), jax arrays in the
-        model's dtypes, kernels channels-last ((kh, kw, I, O); Linear (in, out)).
+        For a linen module, {'params': ..., 'batch_stats': ...} (batch_stats only when the model has BatchNorm):
+        jax arrays in the model's dtypes, nested by module name ('conv_stack_0' -> 'kernel', 'bias'), ready for
+        `model.apply(variables, x)` on NHWC x (N, H, W, C). For a jaxcnn.NNXModel, the model itself.
+
     Raises:
-        ConversionError listing every missing key, unexpected key and shape mismatch.
+        ConversionError: listing every missing key, unexpected key and shape mismatch at once.
+        ValueError: a path that is not a .safetensors file, or one that holds Flax variables ('/'-joined keys).
+        FileNotFoundError: no file at the path.
+        TypeError: a model that is neither a linen module nor a jaxcnn.NNXModel.
     """
     nnx_model = _nnx_model(model)
     if nnx_model is not None:
@@ -278,14 +298,27 @@ def load_torch_weights(model, source: str | Path | Mapping[str, Any], sample_sha
 
 def torch_state_dict(model, variables: Mapping | None = None, keys: Sequence[str] | None = None,
                      sample_shape_nchw=None) -> dict[str, np.ndarray]:
-    """The torch-keyed mapping of `variables` (numpy arrays in torch's layouts), as the torch original's
-    `state_dict()` holds it; num_batches_tracked, which Flax does not keep, is 0 (int64).
+    """The torch state_dict of Flax `variables`, as numpy arrays in torch's layouts, without torch.
+
+    The inverse of `load_torch_weights`, bit for bit: `torch_module.load_state_dict({k: torch.from_numpy(v)
+    ...}, strict=True)` accepts it, and `write_torch_safetensors` writes it as a file torch reads.
 
     Arguments:
-        model: a jaxcnn linen module with its `variables`, or a jaxcnn.NNXModel (its own variables).
+        model: a jaxcnn linen module with its `variables`, or a jaxcnn.NNXModel (then `variables` defaults to
+            its own).
+        variables: {'params': ..., 'batch_stats': ...} of `model`.
         keys: the torch state_dict's keys (e.g. `list(module.state_dict())`); default `torch_keys(model)`.
+        sample_shape_nchw: the (N, C, H, W) input to trace the model with; default one image of
+            `model.input_shape`.
+
+    Returns:
+        {torch key: numpy array} in the keys' order: conv weights (O, I, kh, kw), Linear weights (out, in),
+        biases and BatchNorm statistics (C,); num_batches_tracked, which Flax does not keep, a 0 of int64.
+
     Raises:
-        ConversionError when the keys, the model and the variables disagree.
+        ConversionError: the keys, the model and the variables disagree (every difference listed).
+        TypeError: a linen module without variables; a model that is neither a linen module nor a
+            jaxcnn.NNXModel.
     """
     nnx_model = _nnx_model(model)
     if nnx_model is not None:
@@ -311,7 +344,12 @@ def torch_state_dict(model, variables: Mapping | None = None, keys: Sequence[str
 
 
 def read_torch_safetensors(path: str | Path) -> dict[str, np.ndarray]:
-    """A torch-keyed .safetensors file as numpy arrays."""
+    """A torch-keyed .safetensors file as {torch key: numpy array}, in torch's layouts (no torch needed).
+
+    Raises:
+        ValueError: a path that is not a .safetensors file, or a file of Flax variables ('/'-joined keys).
+        FileNotFoundError: no file at the path.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: jaxcnn reads torch weights from .safetensors without torch; for a .pt/.pth file "
@@ -328,9 +366,15 @@ def read_torch_safetensors(path: str | Path) -> dict[str, np.ndarray]:
 
 def write_torch_safetensors(state: Mapping[str, Any], path: str | Path,
                             metadata: Mapping[str, str] | None = None) -> None:
-    """Writes a torch-keyed mapping of arrays as .safetensors, atomically; torch's
-    `safetensors.torch.load_file` reads it back as a state_dict. metadata: str -> str pairs kept in the header
-    (jaxcnn.pretrained.About.to_metadata)."""
+    """Writes a torch-keyed mapping of arrays as a .safetensors file that torch reads back as its state_dict.
+
+    The file is complete or absent: written to a temporary name beside `path`, then renamed.
+
+    Arguments:
+        state: {torch key: array} (numpy, JAX or torch tensors), e.g. `torch_state_dict(model, variables)`.
+        path: the file to write; `safetensors.torch.load_file(path)` reads it as a state_dict.
+        metadata: str -> str pairs kept in the header (jaxcnn.pretrained.About.to_metadata).
+    """
     with atomic_target(path) as tmp:
         safetensors.numpy.save_file({k: np.ascontiguousarray(as_numpy(v)) for k, v in state.items()}, str(tmp),
                                     metadata=dict(metadata) if metadata else None)

@@ -70,6 +70,9 @@ class NNXModel(nnx.Module):
             _assign(getattr(self, collection), variables.get(collection, {}))
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """The linen module's forward on NHWC x (N, H, W, C): in training mode (a new model, `train()`) with a
+        dropout key from the rngs' 'dropout' stream and BatchNorm statistics updated in place; after `eval()`
+        with the running statistics and no dropout. Returns the linen module's output, (N, num_classes)."""
         variables = self.variables()
         if self.deterministic:
             return self.module.apply(variables, x, train=False)

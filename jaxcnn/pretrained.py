@@ -37,7 +37,11 @@ class About:
 
 
 def read_about(path: str | Path) -> About:
-    """The About of a torch-keyed .safetensors file (all None for a file without jaxcnn's metadata)."""
+    """What a torch-keyed .safetensors file says of itself (every field None for a file without jaxcnn's metadata).
+
+    Raises:
+        FileNotFoundError: no file at the path.
+    """
     with safetensors.safe_open(str(path), "np") as f:
         metadata = f.metadata() or {}
     fields = {k[len(_PREFIX):]: v for k, v in metadata.items() if k.startswith(_PREFIX)}
@@ -48,14 +52,28 @@ def read_about(path: str | Path) -> About:
 
 
 def load_pretrained(path: str | Path, model_name: str | None = None, **model_kwargs):
-    """(model, variables, About) from a torch-keyed .safetensors file.
+    """The network, its variables and what the file says of itself, from a torch-keyed .safetensors file.
+
+    Reads what `python -m parity pretrained` writes (torchvision's ImageNet weights) and what a training run
+    exports with `--export-torch x.safetensors`; no torch needed (docs/pretrained.md).
 
     Arguments:
+        path: the .safetensors file.
         model_name: the registry network; default the file's own (`About.model`), which must then be recorded.
             A name that differs from the recorded one is refused.
-        model_kwargs: create_model arguments; num_classes defaults to the file's number of class names.
+        **model_kwargs: create_model arguments; num_classes defaults to the number of the file's class names.
+
+    Returns:
+        (model, variables, about): the linen module (`jaxcnn.create_model`), its {'params': ..., 'batch_stats':
+        ...}, and the file's `jaxcnn.About` (model, classes, preprocessing, source, sha256; None where the file
+        does not say). Where the file records its preprocessing, `about.preprocessing(photo)` gives one
+        (H, W, 3) channels-last image x for `model.apply(variables, x[None])`, which returns (1, num_classes)
+        logits.
+
     Raises:
-        ValueError when the network is unknown or not the file's; ConversionError when the weights do not fit.
+        ValueError: the network is not recorded and not given, unknown, or not the file's.
+        ConversionError: the weights do not fit the network (every difference listed).
+        FileNotFoundError: no file at the path.
     """
     about = read_about(path)
     name = model_name or about.model

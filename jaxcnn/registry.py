@@ -23,7 +23,19 @@ def hw(size: InputSize) -> tuple[int, int]:
 
 
 def register_model(name: str, config: ModelConfig | None = None):
-    """Class or factory decorator: registers `fn` under `name` with its `config`; `create_model(name)` calls it."""
+    """Class or factory decorator: registers a network under `name`, so that `create_model(name)` builds it.
+
+    Arguments:
+        name: the registry name (`list_models()`, `create_model(name)`, the model flags of the commands).
+        config: what the rest of the project needs to know of the network (`jaxcnn.ModelConfig`: preprocessing,
+            loss, the notebook's recipe, torch's nn.Sequential names); default `ModelConfig()`.
+
+    Returns:
+        The decorator; it returns the class (or factory) unchanged.
+
+    Raises:
+        ValueError: (when decorating) `name` is registered already.
+    """
 
     def add(fn):
         if name in _MODELS:
@@ -36,7 +48,11 @@ def register_model(name: str, config: ModelConfig | None = None):
 
 
 def model_config(name: str) -> ModelConfig:
-    """The registered network's config (jaxcnn.config.ModelConfig)."""
+    """The `jaxcnn.ModelConfig` the network `name` was registered with.
+
+    Raises:
+        KeyError: an unknown name (the message lists the registry).
+    """
     if name not in _CONFIGS:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     return _CONFIGS[name]
@@ -52,7 +68,8 @@ def registered_name(model: nn.Module) -> str | None:
 
 
 def config_of(model: nn.Module) -> ModelConfig:
-    """The config of the registry network `model` is; the defaults for a network outside the registry."""
+    """The `jaxcnn.ModelConfig` of the registry network `model` is an instance of; `ModelConfig()` for a network
+    outside the registry (a ported one, your own)."""
     name = registered_name(model)
     return _CONFIGS[name] if name else ModelConfig()
 
@@ -66,14 +83,34 @@ APIS = ("linen", "nnx")
 
 
 def create_model(name: str, api: str = "linen", rngs=None, **kwargs):
-    """Builds a registered network; with no kwargs, exactly the configuration of ARCHITECTURES.md.
+    """Builds the registered network `name`: a Flax linen module, or with api="nnx" a `jaxcnn.NNXModel`.
+
+    With no keyword arguments it is exactly the network its notebook (or torchvision, for VGG and AlexNet)
+    builds; the networks and their torch originals: docs/parity.md, "The networks".
 
     Arguments:
-        api: "linen" (a flax.linen Module: `init` / `apply`) or "nnx" (a `jaxcnn.NNXModel`, an nnx.Module holding
-            its variables, initialised from `rngs`; same parameter tree and outputs as the linen module).
-        rngs: for api="nnx", an `nnx.Rngs` (streams 'params' and 'dropout', else 'default').
-        kwargs: the network's fields (`num_classes`, `input_size`, ...).
-    Unknown names and unknown keyword arguments raise errors that list the valid ones.
+        name: a registry name (`jaxcnn.list_models()`): "lenet5_mnist", "mnist_cnn", "vgg16_bn", ...
+        api: "linen" (a flax.linen Module: `variables = model.init(key, x)`, `model.apply(variables, x)`) or "nnx"
+            (a `jaxcnn.NNXModel`, an nnx.Module holding its variables, initialised from `rngs`; the same parameter
+            tree and outputs as the linen module; docs/nnx.md).
+        rngs: for api="nnx" only, an `nnx.Rngs` (streams 'params' and 'dropout', else 'default').
+        **kwargs: the network's fields, what its notebook parametrises: `in_channels`, `num_classes` (or
+            `out_channels`), `input_size` (an int or (H, W); the example size of networks that take any size),
+            `weight_init` ('torch': torch's default initialisation, U(+-1/sqrt(fan_in)); 'flax': LeCun normal
+            kernels, zero biases), `conv_implementation` ('auto', 'xla' or 'banded'), `act` (the nonlinearity,
+            where the network has a ReLU), `dropout` (the rate, where it has Dropout).
+
+    Returns:
+        The module. It takes NHWC input x (N, H, W, C) of any float or integer dtype (computed in float32, or in
+        float64 under `jax.enable_x64`), `model.input_shape` being one image's (H, W, C), and returns (N,
+        num_classes) logits; `conv_relu_conv` returns a feature map (N, H-4, W-4, out_channels). Training mode:
+        `model.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": key})`.
+
+    Raises:
+        KeyError: an unknown name (the message lists the registry).
+        TypeError: a keyword argument the network does not have (the message lists those it has); api="nnx"
+            without rngs, or rngs with api="linen".
+        ValueError: an api other than "linen" and "nnx".
     """
     if api not in APIS:
         raise ValueError(f"api must be one of {APIS}, got {api!r}")

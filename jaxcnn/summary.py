@@ -52,6 +52,14 @@ def count_params(tree: Any) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
+    """What `jaxcnn.summary(model)` found; `print(summary)` shows it as torchsummary's table.
+
+    Arguments:
+        rows: per top-level layer (name, layer type, output shape (N, H, W, C), parameter count).
+        input_shape: the traced input, (1, H, W, C).
+        total_params: every parameter (trainable, as in torch).
+        non_trainable: BatchNorm's running statistics (batch_stats), counted apart.
+    """
     rows: list[tuple[str, str, tuple[int, ...], int]]  # (name, layer type, output shape, params)
     input_shape: tuple[int, ...]
     total_params: int

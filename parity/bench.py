@@ -293,6 +293,7 @@ def main(argv=None) -> int:
             folder=args.finetune_dir, with_compile=args.compile and not args.quick, workers=args.workers)
     print_tables(results)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     return 0

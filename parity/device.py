@@ -40,7 +40,7 @@ def resolve(name: str = "cpu") -> Device:
     if name != "gpu":
         raise DeviceError(f"unknown device {name!r}; choose one of {NAMES}")
     if not torch.cuda.is_available():
-        raise DeviceError("torch sees no CUDA GPU: install torch's CUDA build (README, 'On a GPU'), "
+        raise DeviceError("torch sees no CUDA GPU: install torch's CUDA build (docs/gpu.md), "
                           "or run with --device cpu")
     try:
         gpus = jax.devices("gpu")

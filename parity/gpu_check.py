@@ -18,7 +18,7 @@ Sections, each written to the report as soon as it ends (a run cut short keeps w
 - fast_start: `python -m train.mnist --recipe one_epoch_99` twice with an empty compilation cache (cold, warm):
   wall seconds, seconds from process start to the epoch line, compile seconds, accuracy.
 
-Estimated at about 6 minutes on one H100 (not yet run on one). On a machine without a GPU it checks the same on the CPU; --quick trims every
+Not yet timed on a GPU: run the sections one by one with --sections where the device time is short. On a machine without a GPU it checks the same on the CPU; --quick trims every
 section to a smoke test (for trying the command itself). The MNIST files: --data-dir, else $JAXCNN_DATA_DIR,
 else data/mnist in the repository (git-ignored: copy them there to carry them to a bare machine).
 """
@@ -245,8 +245,11 @@ def main(argv=None) -> int:
         report["seconds"][name] = time.perf_counter() - start
         save()
     jax.clear_caches()
-    print(f"report: {out}; errors in {sorted(report['errors']) or 'none'}")
-    return 1 if report["errors"] else 0
+    failed = {name: section["failed"] for name, section in report["sections"].items()
+              if isinstance(section, dict) and section.get("failed")}
+    print(f"report: {out}; errors in {sorted(report['errors']) or 'none'}; failed checks in "
+          f"{', '.join(f'{k} ({len(v)})' for k, v in failed.items()) or 'none'}")
+    return 1 if report["errors"] or failed else 0
 
 
 if __name__ == "__main__":

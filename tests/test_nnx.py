@@ -102,12 +102,13 @@ def test_create_model_api_errors():
         jaxcnn.create_model("lenet5_mnist", rngs=nnx.Rngs(0))
 
 
-def test_readme_linen_and_nnx_loops_reach_the_same_parameters():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Flax NNX, the PyTorch way"):]
+def test_nnx_md_linen_and_nnx_loops_reach_the_same_parameters():
+    """The first Python block under docs/nnx.md's "## The two loops side by side" (run on its own here)."""
+    guide = (ROOT / "docs" / "nnx.md").read_text()
+    section = guide[guide.index("## The two loops side by side"):]
     code = section[section.index("```python") + len("```python"):]
-    scope = {"__name__": "readme_nnx"}
-    exec(compile(code[:code.index("```")], "README.md", "exec"), scope)
+    scope = {"__name__": "docs_nnx_loops"}
+    exec(compile(code[:code.index("```")], "docs/nnx.md", "exec"), scope)
     net, params, batch_stats = scope["net"], scope["params"], scope["batch_stats"]
     start = jaxcnn.create_model("cnn_bn_dropout", api="nnx", rngs=nnx.Rngs(params=0)).variables()
     moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(start["params"]))]

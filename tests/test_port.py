@@ -2,6 +2,7 @@
 
 import copy
 import inspect
+import re
 from pathlib import Path
 
 import jax
@@ -269,7 +270,8 @@ def test_names_that_are_not_identifiers_are_made_valid_and_unique():
     x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
     ported = port.build(module, x)
     compile(ported.source, "model.py", "exec")
-    assert set(ported.variables["params"]) == {"block_1", "block_1_2", "jnp_", "layers_0"}
+    assert set(ported.variables["params"]) == {"block-1", "block_1", "jnp", "0"}  # Flax's tree keeps torch's names
+    assert {"block_1", "block_1_2", "jnp_", "layers_0"} <= set(re.findall(r"^ +self\.(\w+) = ", ported.source, re.M))
     assert [row[0] for row in type(ported.module).TORCH_WEIGHTS] == list(module.state_dict())  # torch's own keys
     assert port.check(module, ported.module, ported.variables, x).ok
 
@@ -279,9 +281,9 @@ def test_each_submodule_class_is_one_flax_class_and_the_variables_nest_as_the_st
     module = port_nets.TinyResNet()
     ported = port.build(module, np.zeros((2, 3, 16, 16), np.float32))
     assert "class ResidualBlock(nn.Module)" in ported.source and "class ResidualBlockWithShortcut(nn.Module)" in ported.source
-    assert ported.variables["params"]["layers_"]["1"]["shortcut"]["0"]["kernel"].shape == (1, 1, 8, 16)
+    assert ported.variables["params"]["layers"]["1"]["shortcut"]["0"]["kernel"].shape == (1, 1, 8, 16)
     rows = {row[0]: row[1] for row in type(ported.module).TORCH_WEIGHTS}
-    assert rows["layers.1.shortcut.0.weight"] == "params/layers_/1/shortcut/0/kernel"
+    assert rows["layers.1.shortcut.0.weight"] == "params/layers/1/shortcut/0/kernel"
 
 
 def test_a_loaded_port_is_a_module_of_its_own(tmp_path):

@@ -61,7 +61,33 @@ def load_data(config: Config):
 
 
 def train_and_evaluate(config: Config) -> dict:
-    """Trains and evaluates; writes checkpoints, metrics.json and curves.png under config.out. Returns the metrics."""
+    """Trains and evaluates one run, as `python -m train.mnist` (and every other training command) does.
+
+    It loads the data (`config.dataset` from `config.data_dir`, else TFDS), trains `config.model` data-parallel on
+    every local device (or `config.devices` of them), evaluates on the test split after each epoch and writes,
+    under `config.out`: `checkpoints/<epoch>` (orbax, atomic, checksummed), `metrics.json`, `curves.png`, and
+    with `config.export_torch` the weights under torch's state_dict keys. `config.resume` continues from the
+    newest intact checkpoint and ends with the parameters of an uninterrupted run. Prints a line per epoch.
+
+    Arguments:
+        config: a `train.run.Config`: the hyperparameters of `train.fit.Settings` (model, dataset, epochs,
+            batch_size, lr, optimizer, ...; those left None come from the model's recipe on the data set) and
+            where the run's data, devices and files are (data_dir, out, devices, resume, overwrite,
+            export_torch, train_subset, test_subset, ...).
+
+    Returns:
+        The metrics, as written to metrics.json: {'final': {'test_accuracy' (a regression: 'test_mse'),
+        'test_loss', 'train_seconds', 'compile_seconds', 'train_compile_seconds', 'eval_compile_seconds',
+        'init_seconds'}, 'epochs': [{'epoch', 'train_loss', 'test_loss', 'test_accuracy', 'seconds',
+        'seconds_since_start'}, ...], 'config': the settings, 'model_kwargs', 'classes', 'devices', 'backend'}.
+
+    Raises:
+        TrainingError: more `devices` than exist; `out` is a file, or holds checkpoints without `resume` or
+            `overwrite`; a model that does not take the data; a non-finite or exploding loss (the last good
+            checkpoint stays); no intact checkpoint to resume, or one trained with other settings (unless
+            `allow_changes`).
+        train.data.DataError: missing or damaged data files (the message names them and what `data_dir` needs).
+    """
     if config.devices and config.devices > len(jax.devices()):
         raise TrainingError(f"--devices {config.devices}: only {len(jax.devices())} {jax.devices()[0].platform} "
                             f"device(s) exist; give at most {len(jax.devices())}, or leave --devices out to use all")

@@ -92,8 +92,23 @@ def _text(instance: Instance, calls: dict[str, str]) -> tuple[list[str], list[st
             line = f"self.{attribute} = {_render_container(module, ctx.containers[attribute], calls, '')}"
         for token, call in calls.items():
             line = line.replace(token, call)
+        attribute = line.removeprefix("self.").split(" = ", 1)[0]
+        if attribute in ctx.flax_names:
+            line = _named(line, ctx.flax_names[attribute])
         setup.append(line)
     return setup, _collapse_chains(instance, list(ctx.body))
+
+
+def _named(line: str, name: str) -> str:
+    """`self.layers_0 = layers.Conv2d(...)` -> `... layers.Conv2d(..., name='0')`: the Flax name of a submodule
+    whose torch name is no Python attribute, so that the variables nest as the state_dict does."""
+    depth = 0
+    for i in range(len(line) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(line[i], 0)
+        if depth == 0:
+            break
+    inside = line[i + 1:-1]
+    return f"{line[:-1]}{', ' if inside.strip() else ''}name={name!r})"
 
 
 # -- literals that differ between instances -------------------------------------------------------------------

@@ -79,6 +79,7 @@ class Context:
         self.module_paths: dict[str, str] = {}  # torch module path -> Flax path ('layer1.0' -> 'layer1/0')
         self.expressions: dict[str, str] = {}  # 'self.layer1[0]' -> 'layer1/0'
         self.containers: dict[str, dict] = {}  # Flax attribute -> {torch key: constructor or nested dict}
+        self.flax_names: dict[str, str] = {}  # Python attribute -> its Flax name, the torch one, where they differ
         self.names: set[str] = set()
         self.linear_inputs: dict[str, Layout] = {}
         self.child_handler: Callable | None = None  # ports a call of an own_class submodule (parity.port._nest)
@@ -134,11 +135,11 @@ class Context:
                 tree = tree.setdefault(key, {})
             tree[rest[-1]] = constructor
             expr = f"self.{attribute}" + "".join(_accessor(k) for k in rest)
-            path = "/".join([attribute, *rest])
+            path = "/".join([self.flax_names.get(attribute, attribute), *rest])
         else:
             attribute = self._attribute(name or head, torch_path)
             self.setup.append(f"self.{attribute} = {constructor(attribute) if callable(constructor) else constructor}")
-            expr, path = f"self.{attribute}", attribute
+            expr, path = f"self.{attribute}", self.flax_names.get(attribute, attribute)
         self.module_paths[torch_path] = path
         self.expressions[expr] = path
         return expr
@@ -151,6 +152,8 @@ class Context:
                 return attribute
         attribute = identifier(name, self.names)
         self.submodules[attribute] = head if "." in torch_path else torch_path
+        if name == head and attribute != head:  # a torch child ('0', 'block2-1', 'layers'): Flax keeps its name
+            self.flax_names[attribute] = head
         return attribute
 
     def flax_path(self, expr: str) -> str:
