@@ -1,8 +1,11 @@
 """VGG and AlexNet written as torchvision writes them (same modules, same state_dict keys).
 
 torchvision has no CPU build here, so these are transcribed; a torchvision
-state_dict file loads into them with strict=True.
+state_dict file loads into them with strict=True. The one addition to torchvision's constructors: the widths
+(`hidden`, the classifiers' 4096; AlexNet's five convolutions' channels) for the narrow versions of parity.zoo.
 """
+
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -16,18 +19,19 @@ CONFIGS = {
 
 class VGG(nn.Module):
     def __init__(self, features: nn.Module, num_classes: int = 1000, init_weights: bool = True,
-                 dropout: float = 0.5) -> None:
+                 dropout: float = 0.5, hidden: int = 4096) -> None:
         super().__init__()
         self.features = features
+        channels = [m.out_channels for m in features.modules() if isinstance(m, nn.Conv2d)][-1]  # 512
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
+            nn.Linear(channels * 7 * 7, hidden),
             nn.ReLU(True),
             nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
+            nn.Linear(hidden, hidden),
             nn.ReLU(True),
             nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes),
+            nn.Linear(hidden, num_classes),
         )
         if init_weights:
             for m in self.modules():
@@ -71,32 +75,34 @@ def vgg(config: str, batch_norm: bool, in_channels: int = 3, num_classes: int = 
 
 
 class AlexNet(nn.Module):
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.5, in_channels: int = 3, input_size=None) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5, in_channels: int = 3, input_size=None,
+                 widths: Sequence[int] = (64, 192, 384, 256, 256), hidden: int = 4096) -> None:
         super().__init__()
+        a, b, c, d, e = widths
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),
+            nn.Conv2d(in_channels, a, kernel_size=11, stride=4, padding=2),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            nn.Conv2d(a, b, kernel_size=5, padding=2),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            nn.Conv2d(b, c, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.Conv2d(c, d, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            nn.Conv2d(d, e, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout),
-            nn.Linear(256 * 6 * 6, 4096),
+            nn.Linear(e * 6 * 6, hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
+            nn.Linear(hidden, hidden),
             nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -124,7 +124,11 @@ def broadcast(ctx: Context, operands: list) -> tuple[list[str], Layout]:
             exprs.append(ctx.torch_order(o))
         else:  # lower rank: aligned to torch's trailing axes, then permuted like the rest
             shape = (1,) * (rank - o.rank) + o.shape
-            exprs.append(f"jnp.transpose({ctx.torch_order(o)}.reshape({shape}), {target.perm})")
+            moved = [p for p in target.perm if shape[p] != 1]
+            if moved == sorted(moved):  # only size-1 axes move (a (C, 1, 1) layer scale): a reshape says it all
+                exprs.append(f"{ctx.torch_order(o)}.reshape({target.flax_shape(shape)})")
+            else:
+                exprs.append(f"jnp.transpose({ctx.torch_order(o)}.reshape({shape}), {target.perm})")
     return exprs, target
 
 
@@ -178,19 +182,7 @@ def reshape_to_result(ctx: Context, value: Value) -> Value:
     return ctx.out(f"{var}.reshape({', '.join(dims)}{',' if len(dims) == 1 else ''})", Layout.same(len(shape)))
 
 
-@handles(methods=("view", "reshape"))
-def view(ctx, input, *shape):
-    return reshape_to_result(ctx, input)
-
-
-@handles(torch.reshape)
-def reshape(ctx, input, shape):
-    return reshape_to_result(ctx, input)
-
-
-@handles(torch.flatten, methods=("flatten",))
-def flatten(ctx, input, start_dim=0, end_dim=-1):
-    return reshape_to_result(ctx, input)
+# view / reshape / flatten themselves: parity.port._tensor_ops (which falls back on reshape_to_result)
 
 
 # -- reductions -------------------------------------------------------------------------------------------------

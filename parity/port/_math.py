@@ -9,42 +9,6 @@ from torch import nn
 
 from parity.port import _functions as fn
 from parity.port._emit import Context, Unsupported, Value, handles
-from parity.port._layout import Layout
-
-
-def broadcast(ctx: Context, operands: list) -> tuple[list[str], Layout]:
-    """_functions.broadcast, where a lower-rank operand (a (C, 1, 1) layer scale, a (C,) gamma) is reshaped
-    straight into the layout when only its size-1 axes move (no transpose)."""
-    rank = len(ctx.result_shape())
-    exprs, target = fn.broadcast(ctx, operands)
-    lower = {i: o for i, o in enumerate(operands) if isinstance(o, Value) and 0 < o.rank < rank}
-    if target.is_torch:
-        return exprs, target
-    for i, o in lower.items():
-        shape = (1,) * (rank - o.rank) + o.shape
-        if [p for p in target.perm if shape[p] != 1] == sorted(p for p in target.perm if shape[p] != 1):
-            exprs[i] = f"{ctx.torch_order(o)}.reshape({target.flax_shape(shape)})"
-        else:
-            exprs[i] = f"jnp.transpose({ctx.torch_order(o)}.reshape({shape}), {target.perm})"
-    return exprs, target
-
-
-def _binary(symbol: str):
-    def handler(ctx, input, other, alpha=1, rounding_mode=None):
-        if alpha != 1:
-            raise Unsupported(f"alpha={alpha}")
-        if rounding_mode is not None:
-            raise Unsupported(f"rounding_mode={rounding_mode!r}")
-        (a, b), layout = broadcast(ctx, [input, other])
-        return ctx.out(f"{a} {symbol} {b}", layout)
-    return handler
-
-
-# Overrides _functions' (imported first): the same arithmetic, with the broadcast above.
-handles(operator.add, torch.add, methods=("add", "add_"))(_binary("+"))
-handles(operator.sub, torch.sub, methods=("sub", "sub_"))(_binary("-"))
-handles(operator.mul, torch.mul, methods=("mul", "mul_"))(_binary("*"))
-handles(operator.truediv, torch.div, methods=("div", "div_"))(_binary("/"))
 
 
 def _unary(template: str):
@@ -63,7 +27,7 @@ handles(operator.abs, torch.absolute, methods=("absolute",))(_unary("jnp.abs({})
 def pow(ctx, input, exponent):
     """`input ** exponent`, either a tensor or a number (a Python int stays one: jnp's integer power, as
     torch's multiplications for small integer exponents)."""
-    (a, b), layout = broadcast(ctx, [input, exponent])
+    (a, b), layout = fn.broadcast(ctx, [input, exponent])
     return ctx.out(f"{a} ** {b}", layout)
 
 
@@ -72,7 +36,7 @@ def clamped(ctx: Context, input: Value, low, high) -> Value:
     if low is None and high is None:
         raise Unsupported("clamp with neither min nor max")
     bounds = [b for b in (low, high) if b is not None]
-    exprs, layout = broadcast(ctx, [input, *bounds])
+    exprs, layout = fn.broadcast(ctx, [input, *bounds])
     parts, rest = [exprs[0]], iter(exprs[1:])
     for key, bound in (("min", low), ("max", high)):
         if bound is not None:

@@ -3,7 +3,7 @@ or a function call in `__call__` (activations, pools, Flatten)."""
 
 from torch import nn
 
-from parity.port import _functions as fn
+from parity.port import _functions as fn, _tensor_ops
 from parity.port._emit import Context, Unsupported, Value, handles
 from parity.port._layout import Layout
 
@@ -88,7 +88,7 @@ for _module, _handler in {
     nn.Sigmoid: _activation(fn.sigmoid), nn.Tanh: _activation(fn.tanh),
     nn.Softmax: _activation(fn.softmax, dim="dim"), nn.LogSoftmax: _activation(fn.log_softmax, dim="dim"),
     nn.Identity: lambda ctx, m, input: ctx.out(input.var, input.layout),
-    nn.Flatten: _activation(fn.flatten, start_dim="start_dim", end_dim="end_dim"),
+    nn.Flatten: _activation(_tensor_ops.flatten, start_dim="start_dim", end_dim="end_dim"),
 }.items():
     handles(_module)(_handler)
 

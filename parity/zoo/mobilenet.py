@@ -10,6 +10,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from parity.zoo._common import init_mobile
+
 
 def _make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
     """The nearest multiple of `divisor` to `v`, never below `min_value` nor more than 10% under `v`."""
@@ -147,17 +149,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_mobile(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from parity.zoo._common import init_mobile
 from parity.zoo.mobilenet import Conv2dNormActivation, SqueezeExcitation, _make_divisible
 
 
@@ -98,17 +99,7 @@ class MobileNetV3(nn.Module):
             nn.Dropout(p=dropout, inplace=True),
             nn.Linear(last_channel, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_mobile(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
