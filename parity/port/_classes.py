@@ -144,7 +144,9 @@ def _parameters(callee: str) -> list[str]:
         return [f.name for f in dataclasses.fields(target) if f.name not in ("parent", "name")]
     if callable(target):
         return list(inspect.signature(target).parameters)
-    return [f"dim{i}" for i in range(8)] if callee.endswith(".reshape") else []
+    if callee == "self.param":
+        return ["name", "init", "shape"]
+    return ["shape", *(f"dim{i}" for i in range(1, 8))] if callee.endswith(".reshape") else []
 
 
 class _Literals(ast.NodeVisitor):
