@@ -84,7 +84,7 @@ class Context:
         self.linear_inputs: dict[str, Layout] = {}
         self.child_handler: Callable | None = None  # ports a call of an own_class submodule (parity.port._nest)
         self.node: fx.Node | None = None
-        self._converted: dict[tuple[str, Layout], str] = {}
+        self._converted: dict[tuple[str, Layout, Layout], str] = {}
 
     # -- values -------------------------------------------------------------------------------------------------
     def example(self, node_name: str) -> Any:
@@ -97,7 +97,7 @@ class Context:
         """The name of `value` held in `layout`, converting (once per value and layout) where they differ."""
         if value.layout == layout:
             return value.var
-        key = (value.var, layout)
+        key = (value.var, value.layout, layout)  # one array, held as two tensors (a relabelling permute)
         if key not in self._converted:
             stem = re.sub(r"\W", "_", value.var.removeprefix("self.").removesuffix(".value")).strip("_")
             name = f"{stem}_{'torch' if layout.is_torch else 'cl'}"
@@ -112,10 +112,13 @@ class Context:
         return self.convert(value, Layout.same(value.rank))
 
     def out(self, expr: str, layout: Layout) -> Value:
-        """The current node's value: `name = expr`, held in `layout`."""
+        """The current node's value: `name = expr`, held in `layout`; a local name as it is (an identity, or a
+        permute that only relabels the axes, writes no line)."""
         example = self.example(self.node.name)
-        self.body.append(f"{var_name(self.node.name)} = {expr}")
-        return Value(var_name(self.node.name), layout, tuple(example.shape), example.dtype)
+        if not re.fullmatch(r"[A-Za-z_]\w*", expr):
+            self.body.append(f"{var_name(self.node.name)} = {expr}")
+            expr = var_name(self.node.name)
+        return Value(expr, layout, tuple(example.shape), example.dtype)
 
     # -- submodules and weights ---------------------------------------------------------------------------------
     def submodule(self, torch_path: str, constructor: str | Callable[[str], str], name: str | None = None) -> str:
