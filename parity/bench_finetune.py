@@ -58,6 +58,12 @@ class TransformedFolder(torch.utils.data.Dataset):
         return (x - self.mean) / self.std, label
 
 
+def _warm_batches(workers: int) -> int:
+    """Batches taken before a loader is timed: one per worker process (each worker makes every workers-th batch,
+    so the last to start gives the workers-th), or one in-process."""
+    return max(workers, 1)
+
+
 def _rate(seconds: float, images: int) -> float:
     return images / seconds if seconds > 0 else float("inf")
 
@@ -79,19 +85,18 @@ def flax_rates(name: str, stream: FolderData, batch: int, steps: int, repeats: i
             state, loss = run.stream._step(state, images, labels, key)
         jax.block_until_ready(loss)
 
-    def started():
-        """An epoch's batches with its first already out: the workers' start-up is not timed."""
-        batches = iter(stream.train_batches(batch, 0, 1))
-        next(batches)
-        return (b for _, b in zip(range(steps), batches))
-
     def timed(work) -> float:
+        """Median seconds of `work` over `steps` batches of an epoch whose workers have all started (one batch
+        per worker taken first); each epoch's workers are stopped before the next starts."""
         seconds = []
         for _ in range(repeats):
-            batches = started()
+            epoch = iter(stream.train_batches(batch, 0, 1))
+            for _ in range(_warm_batches(stream.workers)):
+                next(epoch)
             start = time.perf_counter()
-            work(batches)
+            work(b for _, b in zip(range(steps), epoch))
             seconds.append(time.perf_counter() - start)
+            epoch.close()  # else its workers run on, prefetching, beside the next repeat's
         return _rate(float(np.median(seconds)), steps * batch)
 
     def whole(batches):
@@ -132,9 +137,10 @@ def torch_rates(name: str, stream: FolderData, batch: int, steps: int, repeats: 
     x, y = (t.to(device) for t in next(iter(loader)))  # persistent workers: started here, once
 
     def started():
-        """An epoch's batches with its first already out, as flax_rates times its loader."""
+        """An epoch's batches with one per worker already out, as flax_rates times its loader."""
         batches = iter(loader)
-        next(batches)
+        for _ in range(_warm_batches(workers)):
+            next(batches)
         return (b for _, b in zip(range(steps), batches))
 
     def steps_alone():
@@ -165,9 +171,12 @@ def torch_rates(name: str, stream: FolderData, batch: int, steps: int, repeats: 
 
 def finetune_rows(names, batch: int = 32, steps: int = 3, repeats: int = 2, photos: int = 512,
                   folder: str | None = None, with_compile: bool = False, workers: int = 2) -> dict:
-    """{name: row} for each network, on `folder` (an ImageFolder tree) or `photos` generated JPEGs; both loaders
-    with `workers` processes (steps + 1 batches per repeat must fit in an epoch)."""
+    """{name: row} for each network, on `folder` (an ImageFolder tree) or generated JPEGs (`photos`, or as many
+    as the timing takes); both loaders with `workers` processes (each timed run takes steps + max(workers, 1)
+    batches of an epoch)."""
     device = notebook_loops.torch_device(jax.default_backend())
+    needed = (steps + _warm_batches(workers)) * batch  # training images; photo_folder puts 3/4 of them there
+    photos = max(photos, -(-needed * 4 // (3 * 4 * CLASSES)) * 4 * CLASSES)
     rows = {}
     with contextlib.ExitStack() as stack:
         root = Path(folder) if folder else photo_folder(Path(stack.enter_context(tempfile.TemporaryDirectory())),
