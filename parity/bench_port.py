@@ -35,12 +35,11 @@ def family_row(name: str) -> dict:
     ported = port.build(module, x)
     report = port.check(module, ported.module, ported.variables, x)
     checks = {k: {"flax_torch": v.flax_torch, "criterion": v.criterion} for k, v in report.verdicts.items()}
-    judged = [k for k in checks if not (name in zoo.FLOAT32_EVAL_ONLY and k.endswith("(train)"))]
+    judged = list(zoo.judged(name, report.verdicts))
     worst = max(judged, key=lambda k: checks[k]["flax_torch"])
-    ok = report.round_trip_exact and all(report.verdicts[k].ok for k in judged)
-    return {"family": name, "ok": ok, "judged": judged, "round_trip_exact": report.round_trip_exact, "checks": checks,
-            "worst_check": worst, "worst_flax_torch": checks[worst]["flax_torch"],
-            "seconds": time.perf_counter() - start}
+    return {"family": name, "ok": zoo.passes(name, report), "judged": judged,
+            "round_trip_exact": report.round_trip_exact, "checks": checks, "worst_check": worst,
+            "worst_flax_torch": checks[worst]["flax_torch"], "seconds": time.perf_counter() - start}
 
 
 def build_row(name: str) -> dict:

@@ -119,6 +119,17 @@ _TINY: dict[str, Callable[[int], nn.Module]] = {
 # decide; its train mode is proven in float64 instead (tests/test_port_zoo.py), where it agrees to 1e-10.
 FLOAT32_EVAL_ONLY = ("inception_v3",)
 
+
+def judged(name: str, verdicts: dict) -> dict:
+    """The checks of port.check's report on tiny(name) that decide it: all, but the train-mode ones of the
+    FLOAT32_EVAL_ONLY families (reported, not judged)."""
+    return {k: v for k, v in verdicts.items() if not (name in FLOAT32_EVAL_ONLY and k.endswith("(train)"))}
+
+
+def passes(name: str, report) -> bool:
+    """Whether port.check's `report` on tiny(name) passes: the round trip and every judged check."""
+    return report.round_trip_exact and all(v.ok for v in judged(name, report.verdicts).values())
+
 _INPUT_SIZE = {"inception_v3": 96}  # 75 is the least it takes (aux off); 96 leaves Mixed_7a a 1x1 map
 
 
@@ -137,4 +148,4 @@ def input_size(name: str) -> int:
     return _INPUT_SIZE.get(name, 64)
 
 
-__all__ = ["FAMILIES", "FLOAT32_EVAL_ONLY", "input_size", "tiny"]
+__all__ = ["FAMILIES", "FLOAT32_EVAL_ONLY", "input_size", "judged", "passes", "tiny"]

@@ -1,11 +1,33 @@
 """Code that torchvision repeats across its model files, written once here for the zoo."""
 
+from typing import Any, Callable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def init_mobile(module: nn.Module) -> None:
-    """MobileNet v2 / v3's initialisation: kaiming-normal (fan_out) convolutions, unit norms, N(0, 0.01) Linears."""
+class BasicConv2d(nn.Module):
+    """GoogLeNet's and Inception v3's conv block: a convolution without bias, BatchNorm (eps 1e-3), ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, **kwargs: Any) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        x = self.bn(x)
+        return F.relu(x, inplace=True)
+
+
+def _normal_linear(m: nn.Linear) -> None:
+    nn.init.normal_(m.weight, 0, 0.01)
+
+
+def init_mobile(module: nn.Module, linear: Callable[[nn.Linear], None] = _normal_linear) -> None:
+    """MobileNet v2 / v3's and EfficientNet's initialisation: kaiming-normal (fan_out) convolutions, unit norms,
+    zero biases and `linear`'s Linear weights (N(0, 0.01); EfficientNet's: uniform in +-1/sqrt(out_features))."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -15,7 +37,7 @@ def init_mobile(module: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
+            linear(m)
             nn.init.zeros_(m.bias)
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from parity.zoo._common import init_mobile
 from parity.zoo.mobilenet import Conv2dNormActivation, SqueezeExcitation, _make_divisible
 
 
@@ -40,6 +41,12 @@ def stochastic_depth(input: torch.Tensor, p: float, mode: str, training: bool = 
 
 
 torch.fx.wrap("stochastic_depth")  # one leaf call in a torch.fx graph, as torchvision has it
+
+
+def _uniform_linear(m: nn.Linear) -> None:
+    """EfficientNet's Linear weights: uniform in +-1/sqrt(out_features)."""
+    init_range = 1.0 / math.sqrt(m.out_features)
+    nn.init.uniform_(m.weight, -init_range, init_range)
 
 
 class StochasticDepth(nn.Module):
@@ -187,18 +194,7 @@ class EfficientNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True),
                                         nn.Linear(lastconv_output_channels, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                init_range = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -init_range, init_range)
-                nn.init.zeros_(m.bias)
+        init_mobile(self, linear=_uniform_linear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

@@ -16,21 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from parity.zoo._common import transform_input
+from parity.zoo._common import BasicConv2d, transform_input
 
 InceptionOutputs = namedtuple("InceptionOutputs", ["logits", "aux_logits"])
-
-
-class BasicConv2d(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, **kwargs: Any) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        x = self.bn(x)
-        return F.relu(x, inplace=True)
 
 
 def _scaled(width: float) -> Callable[..., nn.Module]:
