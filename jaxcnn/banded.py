@@ -2,7 +2,7 @@
 
 XLA:CPU runs convolutions with few output channels slowly: LeNet-5's Conv2d(1, 6, 5) forward took 4.8 ms
 for a batch of 100 (5 GFLOP/s) and the input gradient of its Conv2d(6, 16, 5) 3.1 ms
-(`python -m train.layerbench`). Here the convolution is a dot that XLA's matrix library runs at full speed:
+(`python -m train.bench.layers`). Here the convolution is a dot that XLA's matrix library runs at full speed:
 
     out[n, h, b*B + o, p] = sum_{i, v, c} x[n, h*s + i*d, b*B*s + v, c] * T[i, v, c, o, p]
 
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 MAX_CHANNELS = 16  # 'auto' takes this path on CPU when in and out channels are both at most this,
-MAX_PIXELS = 32 * 32  # and the input map has at most this many pixels (python -m train.layerbench)
+MAX_PIXELS = 32 * 32  # and the input map has at most this many pixels (python -m train.bench.layers)
 MAX_BLOCK = 8
 
 
@@ -37,7 +37,7 @@ def block_width(out_width: int) -> int:
 def prefer_banded(in_channels: int, out_channels: int, groups: int, spatial: tuple[int, ...]) -> bool:
     """Where 'auto' takes the banded path: 2-D, ungrouped, few channels, MNIST/CIFAR-sized maps, a CPU backend.
 
-    Measured with `python -m train.layerbench` (ms forward / input gradient / kernel gradient, XLA vs banded):
+    Measured with `python -m train.bench.layers` (ms forward / input gradient / kernel gradient, XLA vs banded):
     LeNet-5 conv1 3.9/5.9/1.2 vs 0.8/1.2/1.3, conv2 1.1/4.4/1.3 vs 1.0/0.9/1.3, cifar_conv_mlp's 3 -> 6 on
     32x32 2.1/3.0/1.7 vs 0.7/0.9/0.9. Not taken: 32 channels (mnist_cnn conv1 1 -> 32: kernel gradient 0.9
     vs 6.1) or larger maps (sun_regressor's 8 -> 4 on 64x64: input gradient 4.4 vs 16.6).

@@ -19,7 +19,7 @@ class ModelConfig:
             notebook fed it no images (train.mnist then normalizes; parity draws standard normal inputs).
         loss: 'cross_entropy' (a classifier) or 'mse' (a regressor, or a network whose output is a feature map).
         recipe: the notebook's training recipe (optimizer, lr, batch_size, epochs, weight_decay) and the `data` it
-            trained on (a train.sources name: 'mnist', 'sun'); the trainer starts from it on that data.
+            trained on (a train.data.sources name: 'mnist', 'sun'); the trainer starts from it on that data.
         torch_sequentials: the torch attributes that are `nn.Sequential`s, whose children are numbered
             ('conv_stack' -> state_dict 'conv_stack.0.weight', Flax module 'conv_stack_0'); '' for a network that
             is a bare `nn.Sequential` ('0.weight', Flax 'layers_0').

@@ -353,14 +353,14 @@ def read_torch_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: jaxcnn reads torch weights from .safetensors without torch; for a .pt/.pth file "
-                         f"use `python -m parity convert` (it needs torch) or parity.io.load_torch_state")
+                         f"use `python -m parity convert` (it needs torch) or parity.checks.io.load_torch_state")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     with safetensors.safe_open(str(path), "np") as f:
         keys = list(f.keys())
     if any("/" in key for key in keys):
         raise ValueError(f"{path} holds Flax variables ('/'-joined keys), not torch weights: read it with "
-                         f"parity.io.load_flax")
+                         f"parity.checks.io.load_flax")
     return dict(safetensors.numpy.load_file(str(path)))
 
 

@@ -4,7 +4,7 @@ Each layer takes the arguments of its torch namesake (explicit padding, stride
 defaults, eps, momentum meaning), so a network reads like the notebook that
 defined it. Parameters are Flax-shaped: conv kernels (*kernel_size, in/groups,
 out), Linear kernels (in, out). Nothing here knows torch's memory layout; the
-converters in `parity.convert` do.
+converters in `parity.checks.convert` do.
 """
 
 import math
@@ -189,7 +189,7 @@ class Linear(nn.Module):
 class Flatten(nn.Module):
     """nn.Flatten on channels-last data: (N, *spatial, C) -> (N, prod(spatial) * C), in (H, W, C) order.
 
-    torch flattens in (C, H, W) order; `parity.convert` permutes the weights of
+    torch flattens in (C, H, W) order; `parity.checks.convert` permutes the weights of
     the first Linear after a Flatten, so no transpose is needed here.
     """
 

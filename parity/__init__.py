@@ -1,1 +1,1 @@
-"""Parity with the torch originals: the originals, converters torch <-> Flax, and checks."""
+"""Parity with the torch originals (`originals`): conversion and checks (`checks`), `port`, `bench`, weights (`hub`)."""

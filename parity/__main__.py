@@ -23,7 +23,8 @@ import torch
 
 import jaxcnn
 from jaxcnn.files import error_line
-from parity import device, io, pretrained, suite
+from parity.checks import device, io, suite
+from parity.hub import pretrained
 from parity.port import cli as port_cli
 
 

@@ -13,17 +13,18 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from parity import suite  # noqa: E402
-from train import data  # noqa: E402
+from parity.checks import suite
+from train.data import mnist
+from train.data.dataset import Dataset
 
 # The real MNIST files: $JAXCNN_DATA_DIR, else ../shared/data/mnist beside the repository (never copied into it).
-MNIST_DIR = Path(os.environ.get(data.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
-MNIST_MISSING = (f"the four MNIST IDX .gz files are not in {MNIST_DIR}: set ${data.DATA_DIR_ENV} to their folder "
+MNIST_DIR = Path(os.environ.get(mnist.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+MNIST_MISSING = (f"the four MNIST IDX .gz files are not in {MNIST_DIR}: set ${mnist.DATA_DIR_ENV} to their folder "
                  "(tests marked `mnist` need them)")
 
 
 def mnist_available() -> bool:
-    return all((MNIST_DIR / name).is_file() for name in data.FILES.values())
+    return all((MNIST_DIR / name).is_file() for name in mnist.FILES.values())
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,10 +37,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def mnist_data() -> data.Dataset:
+def mnist_data() -> Dataset:
     if not mnist_available():
         pytest.skip(MNIST_MISSING)
-    return data.load_idx(MNIST_DIR)
+    return mnist.load_idx(MNIST_DIR)
 
 
 @pytest.fixture

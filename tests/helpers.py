@@ -2,7 +2,8 @@
 
 import torch
 
-from parity import check, convert, suite, torch_models
+from parity.checks import check, convert, suite
+from parity.originals import torch_models
 
 
 def test_shape(model, batch: int, size: int = suite.AGNOSTIC_SIZE) -> tuple[int, ...]:
@@ -24,7 +25,7 @@ def random_pair(name: str, seed: int = 0, batch: int = 3, kink_free: bool | None
     """(torch module with moved BatchNorm statistics, jaxcnn model, converted variables, NCHW input).
 
     kink_free (None; False for eval mode, True for train mode): an input without near-kinks
-    in that mode, where float32 rounding decides where the gradient goes (parity.training.near_kinks).
+    in that mode, where float32 rounding decides where the gradient goes (parity.checks.training.near_kinks).
     """
     module, model = suite.random_original(name, seed, **kwargs)
     for bn in batchnorms(module):

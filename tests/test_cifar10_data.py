@@ -1,4 +1,4 @@
-"""train.cifar10_data: CIFAR-10's binary version read from every accepted --data-dir form, its errors, and TFDS."""
+"""train.data.cifar10: CIFAR-10's binary version read from every accepted --data-dir form, its errors, and TFDS."""
 
 import gzip
 import shutil
@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from train import cifar10_data as cifar, data
+from train.data import cifar10 as cifar, tfds_builder
+from train.data.dataset import DataError, sha256
 
 # batches.meta.txt as the official archive holds it
 REAL_META = "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n"
@@ -83,14 +84,14 @@ def test_meta_names_are_the_built_in_ones(tmp_path, splits):
     (tmp_path / cifar.META).write_text(REAL_META)
     assert cifar.load(tmp_path).classes == cifar.CLASSES
     (tmp_path / cifar.META).write_text("cat\ndog\n")
-    with pytest.raises(data.DataError, match=r"batches\.meta\.txt names 2 classes, CIFAR-10 has 10"):
+    with pytest.raises(DataError, match=r"batches\.meta\.txt names 2 classes, CIFAR-10 has 10"):
         cifar.load(tmp_path)
 
 
 def test_archive_checksum_is_checked(archive, splits):
-    got = data.sha256(archive)
+    got = sha256(archive)
     for path in (archive, archive.parent):
-        with pytest.raises(data.DataError, match=rf"{cifar.ARCHIVE} is not the original archive: sha256 {got} .*"
+        with pytest.raises(DataError, match=rf"{cifar.ARCHIVE} is not the original archive: sha256 {got} .*"
                                                  rf"expected {cifar.SHA256} \(170052171 bytes"):
             cifar.load(path)
     assert_same(cifar.load(archive, verify=False), splits)
@@ -100,12 +101,12 @@ def test_missing_bin_files(tmp_path, archive):
     folder = extracted(archive, tmp_path)
     (folder / "data_batch_3.bin").unlink()
     (folder / "test_batch.bin").unlink()
-    with pytest.raises(data.DataError, match=r"lacks data_batch_3\.bin, test_batch\.bin: --data-dir needs CIFAR-10's "
+    with pytest.raises(DataError, match=r"lacks data_batch_3\.bin, test_batch\.bin: --data-dir needs CIFAR-10's "
                                              r"binary version: cifar-10-binary\.tar\.gz"):
         cifar.load(tmp_path)
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder / "data_batch_1.bin", f"{cifar.FOLDER}/data_batch_1.bin")
-    with pytest.raises(data.DataError, match=r"lacks cifar-10-batches-bin/data_batch_2\.bin, .*test_batch\.bin: not "
+    with pytest.raises(DataError, match=r"lacks cifar-10-batches-bin/data_batch_2\.bin, .*test_batch\.bin: not "
                                              r"CIFAR-10's binary archive"):
         cifar.load(archive, verify=False)
 
@@ -114,11 +115,11 @@ def test_size_not_a_multiple_of_a_record(tmp_path, archive):
     folder = extracted(archive, tmp_path)
     path = folder / "data_batch_2.bin"
     path.write_bytes(path.read_bytes()[:-1])
-    with pytest.raises(data.DataError, match=r"data_batch_2\.bin: 30729 bytes is not a whole number of records "
+    with pytest.raises(DataError, match=r"data_batch_2\.bin: 30729 bytes is not a whole number of records "
                                              r"\(a record is 1 label byte \+ 3072 pixel bytes = 3073\)"):
         cifar.load(folder)
     path.write_bytes(b"")
-    with pytest.raises(data.DataError, match=r"data_batch_2\.bin: 0 bytes"):
+    with pytest.raises(DataError, match=r"data_batch_2\.bin: 0 bytes"):
         cifar.load(folder)
 
 
@@ -127,7 +128,7 @@ def test_label_out_of_range(tmp_path, archive):
     raw = bytearray((folder / cifar.TEST_FILE).read_bytes())
     raw[3 * cifar.RECORD] = 10
     (folder / cifar.TEST_FILE).write_bytes(bytes(raw))
-    with pytest.raises(data.DataError, match=r"test_batch\.bin: record 3 has label 10, but CIFAR-10's labels are "
+    with pytest.raises(DataError, match=r"test_batch\.bin: record 3 has label 10, but CIFAR-10's labels are "
                                              r"0\.\.9"):
         cifar.load(folder)
 
@@ -143,7 +144,7 @@ def test_pickled_version_is_refused(tmp_path, form):
         (pickled / "data_batch_1").write_bytes(b"not read")
     path = {"archive in folder": pickled.parent, "folder in folder": pickled.parent,
             "unsuffixed batch": pickled / "data_batch_1"}.get(form, pickled)
-    with pytest.raises(data.DataError, match=r"pickled Python version, which jaxcnn does not read \(unpickling runs "
+    with pytest.raises(DataError, match=r"pickled Python version, which jaxcnn does not read \(unpickling runs "
                                              r"code\): download the binary version cifar-10-binary\.tar\.gz"):
         cifar.load(path)
 
@@ -154,7 +155,7 @@ def test_pickled_members_in_an_archive_are_refused(tmp_path):
     path = tmp_path / cifar.ARCHIVE
     with tarfile.open(path, "w:gz") as tar:
         tar.add(tmp_path / "cifar-10-batches-py", "cifar-10-batches-py")
-    with pytest.raises(data.DataError, match="pickled Python version"):
+    with pytest.raises(DataError, match="pickled Python version"):
         cifar.load(path, verify=False)
 
 
@@ -166,15 +167,15 @@ def test_corrupt_archive(tmp_path, archive, rng):
         path = tmp_path / name / cifar.ARCHIVE
         path.parent.mkdir()
         path.write_bytes(corrupt)
-        with pytest.raises(data.DataError, match=rf"{name}/cifar-10-binary\.tar\.gz is not a readable tar\.gz archive"):
+        with pytest.raises(DataError, match=rf"{name}/cifar-10-binary\.tar\.gz is not a readable tar\.gz archive"):
             cifar.load(path.parent, verify=False)
 
 
 def test_folder_without_data(tmp_path):
     (tmp_path / "other.txt").write_text("x")
-    with pytest.raises(data.DataError, match=r"holds no CIFAR-10 data: --data-dir needs CIFAR-10's binary version"):
+    with pytest.raises(DataError, match=r"holds no CIFAR-10 data: --data-dir needs CIFAR-10's binary version"):
         cifar.load(tmp_path)
-    with pytest.raises(data.DataError, match=r"absent does not exist: --data-dir needs"):
+    with pytest.raises(DataError, match=r"absent does not exist: --data-dir needs"):
         cifar.load(tmp_path / "absent")
 
 
@@ -187,7 +188,7 @@ def test_write_binary_rejects_what_is_not_cifar(tmp_path):
 
 def test_tfds_route_on_mock_data(tmp_path, monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "reachable", lambda host, *args, **kwargs: True)  # mock_data stands in for the download
+    monkeypatch.setattr(tfds_builder, "reachable", lambda host, *args, **kwargs: True)  # mock_data stands in for the download
     with tfds.testing.mock_data(num_examples=12):
         dataset = cifar.load_tfds(tmp_path / "tfds")
     assert dataset.name == "cifar10" and dataset.classes == cifar.CLASSES
@@ -199,9 +200,9 @@ def test_tfds_route_on_mock_data(tmp_path, monkeypatch):
 def test_tfds_offline_without_data_names_data_dir(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets")
     hosts = []
-    monkeypatch.setattr(data, "reachable", lambda host, *args, **kwargs: hosts.append(host) and False)
+    monkeypatch.setattr(tfds_builder, "reachable", lambda host, *args, **kwargs: hosts.append(host) and False)
     start = time.perf_counter()
-    with pytest.raises(data.DataError, match=r"www\.cs\.toronto\.edu unreachable.*pass --data-dir with "
+    with pytest.raises(DataError, match=r"www\.cs\.toronto\.edu unreachable.*pass --data-dir with "
                                              r"cifar-10-binary\.tar\.gz .*or its extracted cifar-10-batches-bin/"):
         cifar.load_tfds(tmp_path / "tfds")
     assert hosts == [cifar.DOWNLOAD_HOST] and time.perf_counter() - start < 10

@@ -8,8 +8,9 @@ import safetensors.numpy
 import torch
 
 import jaxcnn
-from parity import convert, torch_models
 from parity.__main__ import main
+from parity.checks import convert
+from parity.originals import torch_models
 
 
 def _lenet():

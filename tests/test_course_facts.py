@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import jaxcnn
 from jaxcnn import layers
-from parity import check, convert
+import jaxcnn
+from parity.checks import check, convert
 
 BINARY = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]], np.float32)
 X_KERNEL = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], np.float32)

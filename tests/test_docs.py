@@ -90,7 +90,7 @@ def _stand_ins(clone: Path, code: str) -> None:
     if "alexnet.safetensors" in code:
         import torch
 
-        from parity import torchvision_models
+        from parity.originals import torchvision_models
         from parity.__main__ import main
         torch.manual_seed(0)
         pth = clone / "alexnet-owt-7be5be79.pth"

@@ -10,16 +10,16 @@ import tensorflow_datasets as tfds
 
 import jaxcnn
 from jaxcnn.preprocess import PREPROCESS
-from train import data
-from train.run import Config, train_and_evaluate
+from train.data import mnist, tfds_builder
+from train.trainer.run import Config, train_and_evaluate
 
 
 @pytest.fixture
 def mock_mnist(monkeypatch):
-    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)  # the TFDS route, as on a machine without the files
-    monkeypatch.setattr(data, "reachable", lambda host, *args, **kwargs: True)  # mock_data stands in for the download
+    monkeypatch.delenv(mnist.DATA_DIR_ENV, raising=False)  # the TFDS route, as on a machine without the files
+    monkeypatch.setattr(tfds_builder, "reachable", lambda host, *args, **kwargs: True)  # mock_data stands in for the download
     with tfds.testing.mock_data(num_examples=256):
-        yield data.load("mnist")
+        yield mnist.load("mnist")
 
 
 def test_train_and_evaluate_on_mock_data(tmp_path, mock_mnist):

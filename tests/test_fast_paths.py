@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 import jaxcnn
 from jax import lax
 from jaxcnn.banded import banded_conv2d, block_width
-from parity import check
-from train import layerbench
-from train.optimizers import torch_sgd
-from train.step import init_state, make_train_step
+from parity.checks import check
+from train.bench import layers as layerbench
+from train.trainer.optimizers import torch_sgd
+from train.trainer.step import init_state, make_train_step
 
 
 @pytest.mark.parametrize("shape,kernel", [((3, 8, 9, 4), 2), ((2, 7, 7, 3), 3), ((2, 6, 6, 2), (2, 3))])

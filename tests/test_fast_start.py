@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from train import startup
-from train.optimizers import create_optimizer
-from train.step import seeded_state
-from train.trainer import Trainer
 from tests.conftest import MNIST_DIR
+from train.trainer import startup
+from train.trainer.data_parallel import Trainer
+from train.trainer.optimizers import create_optimizer
+from train.trainer.step import seeded_state
 
 REPO = Path(__file__).resolve().parents[1]
 FINISHED = re.compile(r"Finished XLA compilation of (\S+)")

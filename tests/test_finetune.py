@@ -11,10 +11,13 @@ import pytest
 import torch
 
 import jaxcnn
-from parity import torch_models
-from parity.notebook_loops import RgbImages
-from parity.trainer_steps import compare_trainer_epoch
-from train import cifar10, cifar10_data, data, finetune, fit
+from parity.checks.trainer_steps import compare_trainer_epoch
+from parity.originals import torch_models
+from parity.originals.notebook_loops import RgbImages
+from train import cifar10
+from train.data import cifar10 as cifar10_data
+from train.data.dataset import Dataset
+from train.trainer import finetune, fit
 
 FAST = ["--devices", "1", "--no-compile-cache", "--no-progress"]
 CLASSES = tuple("abcde")
@@ -24,7 +27,7 @@ def _photos(n=40, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n + 10, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, len(CLASSES), n + 10).astype(np.int32)
-    return data.Dataset("photos", images[:n], labels[:n], images[n:], labels[n:], classes=CLASSES)
+    return Dataset("photos", images[:n], labels[:n], images[n:], labels[n:], classes=CLASSES)
 
 
 @pytest.fixture(scope="module")

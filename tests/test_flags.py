@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import MNIST_DIR
-from train import data, fit, mnist
-from train.fit import TrainingError
-from train.run import Config, train_and_evaluate
+from train import mnist
+from train.data import mnist as mnist_reader, tfds_builder
+from train.data.dataset import DataError
+from train.trainer import fit
+from train.trainer.fit import TrainingError
+from train.trainer.run import Config, train_and_evaluate
 
 
 @pytest.mark.parametrize("flags, words", [
@@ -71,11 +74,11 @@ def test_the_command_exits_non_zero_on_a_diverging_run(tmp_path, monkeypatch, ca
 
 def test_offline_without_data_dir_fails_at_once_naming_the_flag(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets", reason="the TFDS route needs tensorflow-datasets (the tfds extra)")
-    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(data, "reachable", lambda host, *args, **kwargs: False)  # as on a machine without network
+    monkeypatch.delenv(mnist_reader.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(tfds_builder, "reachable", lambda host, *args, **kwargs: False)  # as on a machine without network
     start = time.monotonic()
-    with pytest.raises(data.DataError, match=r"storage.googleapis.com unreachable.*pass --data-dir DIR"):
-        data.load("mnist", None, tmp_path / "tfds")
+    with pytest.raises(DataError, match=r"storage.googleapis.com unreachable.*pass --data-dir DIR"):
+        mnist_reader.load("mnist", None, tmp_path / "tfds")
     assert time.monotonic() - start < 30
 
 

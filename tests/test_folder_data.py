@@ -1,4 +1,4 @@
-"""train.folder_data (ImageFolder trees scanned as torchvision does, split, checked) and train.pipeline (grain
+"""train.data.folder (ImageFolder trees scanned as torchvision does, split, checked) and train.data.pipeline (grain
 loaders: order, shards, workers, torchvision's train and eval transforms)."""
 
 import pickle
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train import data, folder_data, pipeline
+from train.data import folder as folder_data, pipeline
+from train.data.dataset import DataError
 
 SIZE = 16
 FORMATS = (("jpg", "RGB"), ("png", "L"), ("webp", "RGB"), ("bmp", "RGB"), ("png", "RGBA"), ("jpeg", "L"))
@@ -100,7 +101,7 @@ def test_layout_errors(tmp_path, tree, folder, val_fraction, match):
     write_class(tmp_path / "flat" / "one", 1)
     write_class(tmp_path / "flat" / "two", 3)
     write_class(tmp_path / "half" / "train" / "cat", 2)
-    with pytest.raises(data.DataError, match=match):
+    with pytest.raises(DataError, match=match):
         folder_data.scan(tree if folder == "tree" else tmp_path / folder, val_fraction=val_fraction)
 
 
@@ -108,11 +109,11 @@ def test_class_errors(tmp_path):
     for split in ("train", "val"):
         write_class(tmp_path / split / "cat", 2)
     write_class(tmp_path / "train" / "dog", 2)
-    with pytest.raises(data.DataError, match="class 'dog' is in .*train but missing from the val split"):
+    with pytest.raises(DataError, match="class 'dog' is in .*train but missing from the val split"):
         folder_data.scan(tmp_path)
     (tmp_path / "val" / "dog").mkdir()
     (tmp_path / "val" / "dog" / "readme.txt").write_text("")
-    with pytest.raises(data.DataError, match="class 'dog' of the val split .* has no images"):
+    with pytest.raises(DataError, match="class 'dog' of the val split .* has no images"):
         folder_data.scan(tmp_path)
 
 
@@ -125,7 +126,7 @@ def test_unreadable_images_raise_or_are_skipped(tmp_path):
     empty = tmp_path / "val" / "dog" / "empty.png"
     empty.write_bytes(b"")
     shown = f"{re.escape(str(garbage))} \\(cannot identify image file\\);"
-    with pytest.raises(data.DataError, match=f"2 unreadable images in .*{shown}.*pass --skip-bad"):
+    with pytest.raises(DataError, match=f"2 unreadable images in .*{shown}.*pass --skip-bad"):
         folder_data.scan(tmp_path)
     found = folder_data.scan(tmp_path, skip_bad=True)
     assert [path for path, _ in found.skipped] == [garbage, empty]
@@ -133,7 +134,7 @@ def test_unreadable_images_raise_or_are_skipped(tmp_path):
     assert len(found.train) == 5 and len(found.val) == 5
     for path in (tmp_path / "val" / "dog").glob("00*"):
         path.write_bytes(b"\x89PNG broken")
-    with pytest.raises(data.DataError, match="class 'dog' of the val split has no readable images"):
+    with pytest.raises(DataError, match="class 'dog' of the val split has no readable images"):
         folder_data.scan(tmp_path, skip_bad=True)
 
 
@@ -143,12 +144,12 @@ def test_a_cut_jpeg_passes_the_header_check_and_fails_when_decoded(tmp_path):
     cut = write_image(tmp_path / "train" / "cat" / "cut.jpg", size=(400, 300))
     cut.write_bytes(cut.read_bytes()[:2000])
     assert len(folder_data.scan(tmp_path).train) == 3
-    with pytest.raises(data.DataError, match=f"{re.escape(str(cut))}.*(truncated|broken).*full_check=True"):
+    with pytest.raises(DataError, match=f"{re.escape(str(cut))}.*(truncated|broken).*full_check=True"):
         pipeline.decode(cut)
-    with pytest.raises(data.DataError, match=f"1 unreadable image in .*{re.escape(str(cut))} \\(.*truncated"):
+    with pytest.raises(DataError, match=f"1 unreadable image in .*{re.escape(str(cut))} \\(.*truncated"):
         folder_data.scan(tmp_path, full_check=True)
     loader = pipeline.train_loader([(cut, 0)], SIZE, 1, seed=0, epoch=0, num_workers=0)
-    with pytest.raises(data.DataError, match=re.escape(str(cut))):
+    with pytest.raises(DataError, match=re.escape(str(cut))):
         list(loader)
 
 
@@ -182,7 +183,7 @@ def test_train_loader_arguments(records):
         pipeline.train_loader(records, SIZE, 8, seed=0, epoch=0, shard_count=3)
     with pytest.raises(ValueError, match="shard_index 2 is not in 0..1"):
         pipeline.train_loader(records, SIZE, 8, seed=0, epoch=0, shard_index=2, shard_count=2)
-    with pytest.raises(data.DataError, match="no images"):
+    with pytest.raises(DataError, match="no images"):
         pipeline.train_loader([], SIZE, 8, seed=0, epoch=0)
     example = pipeline.TrainExample(tuple((str(p), y) for p, y in records), SIZE, 0, 0, True)
     assert pickle.loads(pickle.dumps(example)) == example

@@ -11,10 +11,10 @@ import torch
 
 from parity.__main__ import main
 from tests.conftest import MNIST_DIR
-from train import resume
-from train.checkpoint import CheckpointError, Checkpoints
-from train.fit import TrainingError
-from train.run import Config, train_and_evaluate
+from train.trainer import resume
+from train.trainer.checkpoint import CheckpointError, Checkpoints
+from train.trainer.fit import TrainingError
+from train.trainer.run import Config, train_and_evaluate
 
 
 def _config(tmp_path, **kwargs) -> Config:

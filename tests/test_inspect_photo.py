@@ -11,9 +11,10 @@ from PIL import Image
 
 import jaxcnn
 from jaxcnn.imagenet import CATEGORIES, IMAGENET, Preprocessing
-from parity import pretrained, torchvision_models
-from train import figures
+from parity.hub import pretrained
+from parity.originals import torchvision_models
 from train import inspect as inspect_cli
+from train.inspection import figures
 
 WRITTEN = {"filters.png", "saliency.png", "guided_backprop.png", "occlusion.png", "index.md"}
 

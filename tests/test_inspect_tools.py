@@ -7,9 +7,9 @@ import pytest
 import torch
 from flax import linen as nn
 
-import jaxcnn
 from jaxcnn import inspect as tools
-from parity import check, referee, saliency, suite
+import jaxcnn
+from parity.checks import check, referee, saliency, suite
 from tests import helpers, spec
 
 
@@ -164,7 +164,7 @@ def test_blur_same_keeps_size_and_constants():
     np.testing.assert_allclose(tools.blur_same(impulse)[2:7, 2:7, 0], jaxcnn.GAUSSIAN_BLUR, rtol=1e-6)
 
 
-# The registry classifiers with a torch original; inputs without near-kinks (see parity.training.near_kinks).
+# The registry classifiers with a torch original; inputs without near-kinks (see parity.checks.training.near_kinks).
 CLASSIFIERS = [name for name in jaxcnn.list_models() if name != "conv_relu_conv"]
 
 

@@ -8,10 +8,12 @@ import pytest
 
 from jaxcnn import inspect as tools
 from jaxcnn.preprocess import PREPROCESS
-from parity import check, convert, referee, saliency, torch_models
-from train import data, inspect
-from train.run import Config, train_and_evaluate
+from parity.checks import check, convert, referee, saliency
+from parity.originals import torch_models
 from tests.conftest import MNIST_DIR
+from train import inspect
+from train.data import mnist
+from train.trainer.run import Config, train_and_evaluate
 
 IMAGES = 100
 
@@ -34,7 +36,7 @@ def trained(run_dir):
 
 @pytest.fixture(scope="module")
 def test_set():
-    ds = data.load_idx(MNIST_DIR)
+    ds = mnist.load_idx(MNIST_DIR)
     raw = ds.test_images[:IMAGES]
     return ds, raw, np.asarray(PREPROCESS["normalize"](raw)), ds.test_labels[:IMAGES]
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from parity import __main__ as cli
-from parity import check, convert, io, suite, torch_models
+from parity.checks import check, convert, io, suite
+from parity.originals import torch_models
 from tests import helpers, spec
 
 

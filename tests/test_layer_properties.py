@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jaxcnn import layers
-from parity import check, convert
+from parity.checks import check, convert
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 TORCH_CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}

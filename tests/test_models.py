@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from parity import torch_models
+from parity.originals import torch_models
 from tests import helpers, spec
 
 

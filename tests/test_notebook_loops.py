@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from parity import notebook_loops
 from jaxcnn.preprocess import PREPROCESS
+from parity.originals import notebook_loops
 
 
 def _mnist_like(n: int = 64):
@@ -52,9 +52,9 @@ def test_torch_device_follows_jax():
 
 @pytest.mark.slow
 def test_the_finetuning_bench_rows_measure_loader_step_and_pipeline():
-    from parity import bench_finetune
+    from parity.bench import finetune
 
-    rows = bench_finetune.finetune_rows(["alexnet"], batch=4, steps=1, repeats=1, photos=24, workers=0)
+    rows = finetune.finetune_rows(["alexnet"], batch=4, steps=1, repeats=1, photos=24, workers=0)
     row = rows["alexnet"]
     for key in ("flax_loader_images_per_s", "flax_step_images_per_s", "flax_pipeline_images_per_s",
                 "torch_loader_images_per_s", "torch_eager_step_images_per_s", "torch_eager_pipeline_images_per_s"):

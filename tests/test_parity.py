@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-import jaxcnn
 from jaxcnn import interchange
-from parity import check, convert
+import jaxcnn
+from parity.checks import check, convert
 from tests import helpers, spec
 
 SEEDS = (0, 1, 2)

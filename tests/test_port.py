@@ -14,9 +14,8 @@ import torch
 from flax.traverse_util import flatten_dict
 
 import jaxcnn
-from parity import check as parity_check
-from parity import device, suite
 from parity import port
+from parity.checks import check as parity_check, device, suite
 from parity.port._layout import Layout
 from tests import helpers, port_nets, spec
 

@@ -9,8 +9,9 @@ import pytest
 import safetensors.numpy
 import torch
 
-from parity import io, port
+from parity import port
 from parity.__main__ import main
+from parity.checks import io
 from tests import port_nets
 
 NETS = str(Path(port_nets.__file__))

@@ -1,4 +1,4 @@
-"""parity.port on torchvision's classification CNN families (parity.zoo, written in torchvision's style): each
+"""parity.port on torchvision's classification CNN families (parity.originals.zoo, written in torchvision's style): each
 family's small version ported and proven in eval and train mode, the full-size networks' parameter counts pinned
 and their generated model.py readable and nested, the port under jit, other batch sizes and vmap."""
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from parity import port, zoo
+from parity import port
+from parity.originals import zoo
 from tests.spec import fast_only
 
 # torchvision's own figures (sum of p.numel() over parameters(), 1000 classes)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import jaxcnn
-from parity import fetch, pretrained, torchvision_models
 from parity.__main__ import main
+from parity.hub import fetch, pretrained
+from parity.originals import torchvision_models
 
 
 def _sha256(path: Path) -> str:

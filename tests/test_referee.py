@@ -1,11 +1,11 @@
-"""The float64 referee: when a float32 difference is the port's and when it is float32's (parity.referee)."""
+"""The float64 referee: when a float32 difference is the port's and when it is float32's (parity.checks.referee)."""
 
 import numpy as np
 import pytest
 import torch
 
 from jaxcnn import interchange
-from parity import check, convert, referee
+from parity.checks import check, convert, referee
 from tests import helpers
 
 

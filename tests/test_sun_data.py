@@ -1,4 +1,4 @@
-"""train.sun_data: notebook 003's folder layout read as a Dataset, its errors, and the generator `make`."""
+"""train.data.sun: notebook 003's folder layout read as a Dataset, its errors, and the generator `make`."""
 
 import json
 import re
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train import data, sun_data
+from train.data import sun as sun_data
+from train.data.dataset import DataError
 
 
 def write_split(folder, images: dict, targets: dict | None = None):
@@ -89,15 +90,15 @@ def test_images_of_any_format_become_rgb(tmp_path, rng):
 
 def test_missing_folders_and_format_json(tmp_path, small):
     layout = re.escape("DIR/train/format.json and DIR/test/format.json")
-    with pytest.raises(data.DataError, match=f"nowhere is not a folder: .*{layout}"):
+    with pytest.raises(DataError, match=f"nowhere is not a folder: .*{layout}"):
         sun_data.load(tmp_path / "nowhere")
     (small / "test" / "format.json").unlink()
-    with pytest.raises(data.DataError, match=f"test has no format.json: .*{layout}"):
+    with pytest.raises(DataError, match=f"test has no format.json: .*{layout}"):
         sun_data.load(small)
     for path in (small / "test").iterdir():
         path.unlink()
     (small / "test").rmdir()
-    with pytest.raises(data.DataError, match=f"{re.escape(str(small / 'test'))} is not a folder: .*{layout}"):
+    with pytest.raises(DataError, match=f"{re.escape(str(small / 'test'))} is not a folder: .*{layout}"):
         sun_data.load(small)
 
 
@@ -108,7 +109,7 @@ def test_missing_folders_and_format_json(tmp_path, small):
 ])
 def test_bad_format_json(small, text, match):
     (small / "train" / "format.json").write_text(text)
-    with pytest.raises(data.DataError, match=match):
+    with pytest.raises(DataError, match=match):
         sun_data.load(small)
 
 
@@ -118,53 +119,53 @@ def test_bad_target(small, value):
     entries = index(small / "test")
     entries["00002.png"] = value
     (small / "test" / "format.json").write_text(json.dumps(entries))
-    with pytest.raises(data.DataError, match=re.escape(f"test/format.json: the target of 00002.png is "
+    with pytest.raises(DataError, match=re.escape(f"test/format.json: the target of 00002.png is "
                                                        f"{json.dumps(value)}, not two finite numbers [x, y]")):
         sun_data.load(small)
 
 
 def test_missing_and_unreadable_images(small):
     (small / "train" / "00003.png").unlink()
-    with pytest.raises(data.DataError, match=r"train/format.json lists 00003.png, which is not in .*train$"):
+    with pytest.raises(DataError, match=r"train/format.json lists 00003.png, which is not in .*train$"):
         sun_data.load(small)
     (small / "train" / "00003.png").write_bytes(b"not an image")
-    with pytest.raises(data.DataError, match=r"train/00003.png: PIL cannot open it \(UnidentifiedImageError: "
+    with pytest.raises(DataError, match=r"train/00003.png: PIL cannot open it \(UnidentifiedImageError: "
                                              r"cannot identify image file"):
         sun_data.load(small)
     whole = (small / "train" / "00004.png").read_bytes()
     (small / "train" / "00003.png").write_bytes(whole[:len(whole) // 2])  # truncated
-    with pytest.raises(data.DataError, match=r"train/00003.png: PIL cannot open it \(OSError: .*truncated"):
+    with pytest.raises(DataError, match=r"train/00003.png: PIL cannot open it \(OSError: .*truncated"):
         sun_data.load(small)
     (small / "test" / "00000.png").write_bytes(b"")  # the first file, read before the others
     (small / "train" / "00003.png").write_bytes(whole)
-    with pytest.raises(data.DataError, match=r"test/00000.png: PIL cannot open it"):
+    with pytest.raises(DataError, match=r"test/00000.png: PIL cannot open it"):
         sun_data.load(small)
 
 
 def test_images_of_different_sizes(tmp_path, small):
     Image.new("RGB", (16, 16)).save(small / "train" / "00002.png")
     Image.new("RGB", (8, 4)).save(small / "train" / "00005.png")
-    with pytest.raises(data.DataError, match=r"train: 00000.png is 32x32 but 00002.png is 16x16 \(width x height\)"):
+    with pytest.raises(DataError, match=r"train: 00000.png is 32x32 but 00002.png is 16x16 \(width x height\)"):
         sun_data.load(small)
     Image.new("RGB", (32, 32)).save(small / "train" / "00002.png")
-    with pytest.raises(data.DataError, match=r"train: 00000.png is 32x32 but 00005.png is 8x4"):
+    with pytest.raises(DataError, match=r"train: 00000.png is 32x32 but 00005.png is 8x4"):
         sun_data.load(small)
     Image.new("RGB", (32, 32)).save(small / "train" / "00005.png")
     assert len(sun_data.load(small).train_images) == 6
     other = sun_data.make(tmp_path / "other", 2, 2, size=16)  # the splits disagree: Dataset says so
     (small / "test").rename(tmp_path / "spare")
     (other / "test").rename(small / "test")
-    with pytest.raises(data.DataError, match=r"sun: train images are \(32, 32, 3\) .* but test images \(16, 16, 3\)"):
+    with pytest.raises(DataError, match=r"sun: train images are \(32, 32, 3\) .* but test images \(16, 16, 3\)"):
         sun_data.load(small)
 
 
 def test_make_refuses_an_existing_data_set_and_tiny_images(small, tmp_path):
     before = (small / "test" / "format.json").read_bytes()
-    with pytest.raises(data.DataError, match=f"{re.escape(str(small))} already holds a data set .*format.json exists"):
+    with pytest.raises(DataError, match=f"{re.escape(str(small))} already holds a data set .*format.json exists"):
         sun_data.make(small, 3, 3, seed=5, size=32)
     assert (small / "test" / "format.json").read_bytes() == before
     for kwargs in (dict(size=4), dict(train=0), dict(test=0), dict(seed=-1)):
-        with pytest.raises(data.DataError, match="make needs size >= 8, train and test >= 1 and seed >= 0"):
+        with pytest.raises(DataError, match="make needs size >= 8, train and test >= 1 and seed >= 0"):
             sun_data.make(tmp_path / "bad", **{"train": 2, "test": 2, "size": 16, **kwargs})
     assert not (tmp_path / "bad").exists()
 

@@ -12,7 +12,8 @@ import safetensors.torch
 import torch
 
 import jaxcnn
-from parity import check, convert, io, suite, torch_models
+from parity.checks import check, convert, io, suite
+from parity.originals import torch_models
 from tests import helpers, spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,15 +13,20 @@ import pytest
 import torch
 
 import jaxcnn
-from parity import bench, torch_models, trajectory
+from parity.bench import throughput
+from parity.checks import trajectory
+from parity.originals import torch_models
 from tests.conftest import MNIST_DIR
-from train import data, fit, loopbench, mnist
-from train import recipes as train_recipes
-from train.checkpoint import Checkpoints
-from train.run import Config, train_and_evaluate
-from train.optimizers import create_optimizer, learning_rate, torch_adam, torch_sgd
-from train.step import CPU_MICRO_BATCHES, cross_entropy, epoch_order, init_state, runs_xla_convolutions
-from train.trainer import Trainer
+from train import mnist
+from train.bench import loop as loopbench
+from train.data import mnist as mnist_reader
+from train.data.dataset import DataError
+from train.trainer import fit, recipes as train_recipes
+from train.trainer.checkpoint import Checkpoints
+from train.trainer.data_parallel import Trainer
+from train.trainer.optimizers import create_optimizer, learning_rate, torch_adam, torch_sgd
+from train.trainer.run import Config, train_and_evaluate
+from train.trainer.step import CPU_MICRO_BATCHES, cross_entropy, epoch_order, init_state, runs_xla_convolutions
 
 def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
     header = magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
@@ -32,8 +37,8 @@ def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
 def tiny_idx(tmp_path) -> Path:
     rng = np.random.default_rng(0)
     for split, n in (("train", 64), ("t10k", 16)):
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), data.IMAGES_MAGIC)
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), data.LABELS_MAGIC)
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), mnist_reader.IMAGES_MAGIC)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), mnist_reader.LABELS_MAGIC)
     return tmp_path
 
 
@@ -44,35 +49,35 @@ def test_real_mnist_files_load_and_verify(mnist_data):
 
 
 def test_generated_idx_files_read_back(tiny_idx):
-    ds = data.load_idx(tiny_idx, verify=False)
+    ds = mnist_reader.load_idx(tiny_idx, verify=False)
     assert ds.train_images.shape == (64, 28, 28, 1) and ds.test_labels.shape == (16,)
 
 
 def test_wrong_checksum_names_the_file(tiny_idx):
-    with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte.gz is corrupt or not the original file: sha256"):
-        data.load_idx(tiny_idx, "mnist")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz is corrupt or not the original file: sha256"):
+        mnist_reader.load_idx(tiny_idx, "mnist")
 
 
 def test_missing_and_broken_files_are_named(tiny_idx):
     (tiny_idx / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(data.DataError, match=r"lacks t10k-labels-idx1-ubyte.gz"):
-        data.load_idx(tiny_idx, verify=False)
+    with pytest.raises(DataError, match=r"lacks t10k-labels-idx1-ubyte.gz"):
+        mnist_reader.load_idx(tiny_idx, verify=False)
     (tiny_idx / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
-    with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte.gz is not a readable gzip file"):
-        data.load_idx(tiny_idx, verify=False)
-    write_idx(tiny_idx / "t10k-labels-idx1-ubyte.gz", np.zeros(16), data.IMAGES_MAGIC)
-    with pytest.raises(data.DataError, match=r"magic number 0x00000803 where 0x00000801 was expected"):
-        data.load_idx(tiny_idx, verify=False)
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz is not a readable gzip file"):
+        mnist_reader.load_idx(tiny_idx, verify=False)
+    write_idx(tiny_idx / "t10k-labels-idx1-ubyte.gz", np.zeros(16), mnist_reader.IMAGES_MAGIC)
+    with pytest.raises(DataError, match=r"magic number 0x00000803 where 0x00000801 was expected"):
+        mnist_reader.load_idx(tiny_idx, verify=False)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not data.tensorflow_available(), reason="the TFDS route needs tensorflow")
+@pytest.mark.skipif(not mnist_reader.tensorflow_available(), reason="the TFDS route needs tensorflow")
 def test_tfds_route_gives_the_same_examples(tmp_path, mnist_data):
     manual = tmp_path / "downloads" / "manual"
     manual.mkdir(parents=True)
-    for name in data.FILES.values():
+    for name in mnist_reader.FILES.values():
         (manual / name).symlink_to(MNIST_DIR / name)
-    via_tfds = data.load_tfds("mnist", data_dir=tmp_path)
+    via_tfds = mnist_reader.load_tfds("mnist", data_dir=tmp_path)
     for split in ("train", "test"):
         ours = getattr(mnist_data, f"{split}_images"), getattr(mnist_data, f"{split}_labels")
         theirs = getattr(via_tfds, f"{split}_images"), getattr(via_tfds, f"{split}_labels")
@@ -218,7 +223,7 @@ def test_models_are_configured_for_mnist():
 
 @pytest.mark.slow
 def test_lenet5_adam_trajectory_equals_the_notebook_loop(mnist_data):
-    """100 Adam steps of notebook 002's loop in torch and train.step in Flax, float64 on both sides."""
+    """100 Adam steps of notebook 002's loop in torch and train.trainer.step in Flax, float64 on both sides."""
     subset = mnist_data.subset(10_000)
     torch_losses, flax_losses = trajectory.lenet5_adam_losses(subset.train_images, subset.train_labels, 100,
                                                               double=True)
@@ -234,10 +239,10 @@ def test_lenet5_adam_trajectory_in_float32_agrees_until_rounding_chaos(mnist_dat
 
 
 def test_fashion_mnist_files_are_checked_against_their_own_sums(tiny_idx):
-    with pytest.raises(data.DataError, match=r"sha256 .*expected 3aede38d"):
-        data.load_idx(tiny_idx, "fashion_mnist")
-    with pytest.raises(data.DataError, match=r"unknown dataset 'kmnist'"):
-        data.load_idx(tiny_idx, "kmnist")
+    with pytest.raises(DataError, match=r"sha256 .*expected 3aede38d"):
+        mnist_reader.load_idx(tiny_idx, "fashion_mnist")
+    with pytest.raises(DataError, match=r"unknown dataset 'kmnist'"):
+        mnist_reader.load_idx(tiny_idx, "kmnist")
 
 
 def test_epoch_order_drops_the_partial_batch_and_is_reproducible():
@@ -258,7 +263,7 @@ def test_loop_benchmark_runs_every_variant():
 
 @pytest.mark.slow
 def test_benchmark_harness_smoke(mnist_data):
-    results = bench.benchmark(mnist_data.subset(1000, 200), steps=3, repeats=1, with_compile=False, notebook_steps=4)
+    results = throughput.benchmark(mnist_data.subset(1000, 200), steps=3, repeats=1, with_compile=False, notebook_steps=4)
     for name in ("lenet5_mnist", "mnist_cnn"):
         row = results[name]
         for key in ("flax_train_images_per_s", "torch_eager_train_images_per_s", "flax_infer_images_per_s",
@@ -268,7 +273,7 @@ def test_benchmark_harness_smoke(mnist_data):
             assert row[key] > 0, key
         assert row["notebook_loop_steps_timed"] == 4
     fast, notebook = results["time_to_99"], results["time_to_99_notebook_recipe"]
-    assert fast["recipe"] == bench.FAST_RECIPE and 1 <= fast["epochs"] <= bench.FAST_RECIPE["epochs"]
+    assert fast["recipe"] == throughput.FAST_RECIPE and 1 <= fast["epochs"] <= throughput.FAST_RECIPE["epochs"]
     assert notebook["recipe"]["lr"] == 1e-3 and notebook["recipe"]["batch_size"] == 64
     for t in (fast, notebook):
         assert t["train_seconds"] > 0 and len(t["test_accuracy_per_epoch"]) == t["epochs"]

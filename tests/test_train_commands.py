@@ -12,9 +12,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import jaxcnn
-from parity import torch_models
-from train import cifar10, cifar10_data, inspect, sun, sun_data
-from train.checkpoint import saved_epochs
+from parity.originals import torch_models
+from train import cifar10, inspect, sun
+from train.data import cifar10 as cifar10_data, sun as sun_data, tfds_builder
+from train.trainer.checkpoint import saved_epochs
 
 FAST = ["--devices", "1", "--no-compile-cache", "--no-progress"]
 
@@ -139,9 +140,8 @@ def test_cifar10_without_data_dir_takes_the_tfds_route(tmp_path, monkeypatch, ca
     """As flax's examples test theirs: TFDS's cifar10 builder on mock data, no files, no network."""
     import tensorflow_datasets as tfds
 
-    from train import data
 
-    monkeypatch.setattr(data, "reachable", lambda host, *args, **kwargs: True)  # mock_data stands in for it
+    monkeypatch.setattr(tfds_builder, "reachable", lambda host, *args, **kwargs: True)  # mock_data stands in for it
     with tfds.testing.mock_data(num_examples=64):
         code = cifar10.main(["--out", str(tmp_path / "run"), "--tfds-dir", str(tmp_path / "tfds"), "--epochs", "1",
                              "--batch-size", "16", *FAST])

@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 import jaxcnn
-from parity import torch_models
-from parity.notebook_loops import FolderImages
-from parity.trainer_steps import compare_trainer_epoch
-from train import finetune, fit, folder, inspect
-from train.stream import FolderData
+from parity.checks.trainer_steps import compare_trainer_epoch
+from parity.originals import torch_models
+from parity.originals.notebook_loops import FolderImages
+from train import folder, inspect
+from train.trainer import finetune, fit
+from train.trainer.stream import FolderData
 
 FAST = ["--no-compile-cache", "--no-progress", "--batch-size", "8", "--image-size", "32"]
 CLASSES = ("bird", "cat", "dog")  # as ImageFolder sorts them

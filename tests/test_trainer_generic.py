@@ -8,16 +8,18 @@ import optax
 import pytest
 import torch
 
-from train import augment, data, fit, recipes, sources
-from train.step import eval_chunk, example_losses, init_state
-from train.trainer import Trainer
+from train.data import augment, sources
+from train.data.dataset import DataError, Dataset
+from train.trainer import fit, recipes
+from train.trainer.data_parallel import Trainer
+from train.trainer.step import eval_chunk, example_losses, init_state
 
 
 def _dataset(regression=False, n=32, shape=(8, 8, 3)):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
     labels = rng.uniform(0, 8, (n, 2)).astype(np.float32) if regression else rng.integers(0, 10, n).astype(np.int32)
-    return data.Dataset("sun" if regression else "cifar10", images, labels, images[:8], labels[:8],
+    return Dataset("sun" if regression else "cifar10", images, labels, images[:8], labels[:8],
                         classes=None if regression else tuple("abcdefghij"))
 
 
@@ -26,14 +28,14 @@ def test_dataset_states_its_task_shape_and_outputs_and_refuses_inconsistent_spli
     assert (classes.regression, classes.image_shape, classes.num_outputs) == (False, (8, 8, 3), 10)
     assert (targets.regression, targets.num_outputs) == (True, 2)
     assert targets.subset(4, 2).train_labels.shape == (4, 2) and targets.subset(4, 2).classes is None
-    with pytest.raises(data.DataError, match=r"train images are \(8, 8, 3\) \(H, W, C\) but test images \(4, 4, 3\)"):
-        data.Dataset("x", classes.train_images, classes.train_labels, classes.test_images[:, :4, :4],
+    with pytest.raises(DataError, match=r"train images are \(8, 8, 3\) \(H, W, C\) but test images \(4, 4, 3\)"):
+        Dataset("x", classes.train_images, classes.train_labels, classes.test_images[:, :4, :4],
                      classes.test_labels, classes.classes)
-    with pytest.raises(data.DataError, match="must be uint8"):
-        data.Dataset("x", classes.train_images.astype(np.float32), classes.train_labels, classes.test_images,
+    with pytest.raises(DataError, match="must be uint8"):
+        Dataset("x", classes.train_images.astype(np.float32), classes.train_labels, classes.test_images,
                      classes.test_labels, classes.classes)
-    with pytest.raises(data.DataError, match="integer labels need class names"):
-        data.Dataset("x", classes.train_images, classes.train_labels, classes.test_images, classes.test_labels)
+    with pytest.raises(DataError, match="integer labels need class names"):
+        Dataset("x", classes.train_images, classes.train_labels, classes.test_images, classes.test_labels)
 
 
 def test_models_are_built_for_the_data():
@@ -99,11 +101,11 @@ def test_recipes_follow_the_data_set():
 
 
 def test_sources_name_what_is_missing(tmp_path):
-    with pytest.raises(data.DataError, match="sun data is not published: pass --data-dir DIR"):
+    with pytest.raises(DataError, match="sun data is not published: pass --data-dir DIR"):
         sources.load("sun")
-    with pytest.raises(data.DataError, match="unknown dataset 'imagenet'; choose one of mnist, fashion_mnist, sun"):
+    with pytest.raises(DataError, match="unknown dataset 'imagenet'; choose one of mnist, fashion_mnist, sun"):
         sources.load("imagenet")
-    with pytest.raises(data.DataError, match="train/format.json"):
+    with pytest.raises(DataError, match="train/format.json"):
         sources.load("sun", tmp_path)
 
 

@@ -1,13 +1,14 @@
-"""The trainer computes what the notebooks' torch loops compute: train.fit's epoch beside notebook 003's loop over
+"""The trainer computes what the notebooks' torch loops compute: train.trainer.fit's epoch beside notebook 003's loop over
 its image files (sun_regressor: MSELoss, Adam with torch's L2 weight decay) and beside the same loop over CIFAR-10
 records (cifar_conv_mlp: CrossEntropyLoss, Adam), from the same weights on the same batches in the same order."""
 
 import numpy as np
 import pytest
 
-from parity.notebook_loops import RgbImages, SunFiles
-from parity.trainer_steps import compare_trainer_epoch
-from train import cifar10_data, fit, sun_data
+from parity.checks.trainer_steps import compare_trainer_epoch
+from parity.originals.notebook_loops import RgbImages, SunFiles
+from train.data import cifar10 as cifar10_data, sun as sun_data
+from train.trainer import fit
 
 
 @pytest.fixture(scope="module")

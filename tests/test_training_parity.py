@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-import jaxcnn
 from jaxcnn import layers
-from parity import check, steps, suite, training
+import jaxcnn
+from parity.checks import check, steps, suite, training
 from tests import helpers, spec
-from train.optimizers import torch_adamw
+from train.trainer.optimizers import torch_adamw
 
 SMALL = spec.NINE
 

@@ -1,1 +1,1 @@
-"""Training jaxcnn networks (MNIST first): `python -m train.mnist`."""
+"""Training jaxcnn networks: thin commands (`python -m train.mnist`) over the trainer (`trainer`) and data (`data`)."""

@@ -13,12 +13,12 @@ import jax
 import jaxcnn
 from jaxcnn.files import error_line
 from jaxcnn.preprocess import PREPROCESS
-from train import data as data_lib
-from train import recipes, startup
-from train.augment import AUGMENTATIONS
-from train.fit import TrainingError
-from train.optimizers import OPTIMIZERS, SCHEDULES
-from train.run import Config, train_and_evaluate
+from train.data.augment import AUGMENTATIONS
+from train.data.dataset import DataError
+from train.trainer import recipes, startup
+from train.trainer.fit import TrainingError
+from train.trainer.optimizers import OPTIMIZERS, SCHEDULES
+from train.trainer.run import Config, train_and_evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Command:
     model: str  # the default model, whose recipe on the data set applies
     out: str  # the default --out
     data_dir_help: str
-    recipe: str | None = None  # a train.recipes.NAMED entry used without --recipe (and, if it names a model,
+    recipe: str | None = None  # a train.trainer.recipes.NAMED entry used without --recipe (and, if it names a model,
     # without --model)
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None  # the command's own flags
 
@@ -67,7 +67,7 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
     p.add_argument("--model", help=f"a registry model (default {command.model}); it is built for the data's image "
                                    "size, channels and classes")
     p.add_argument("--recipe", choices=sorted(recipes.NAMED),
-                   help="a named recipe of train.recipes: its model and settings, unless given here")
+                   help="a named recipe of train.trainer.recipes: its model and settings, unless given here")
     p.add_argument("--dataset", default=command.datasets[0], choices=command.datasets)
     p.add_argument("--data-dir", help=command.data_dir_help)
     p.add_argument("--tfds-dir", help="TFDS data_dir (offline: see the data set's --data-dir instead)")
@@ -167,7 +167,7 @@ def main(argv, command: Command) -> int:
     init_distributed(args)
     try:
         train_and_evaluate(config_of(args))
-    except (data_lib.DataError, TrainingError, OSError) as err:  # OSError: a full or read-only disk, ...
+    except (DataError, TrainingError, OSError) as err:  # OSError: a full or read-only disk, ...
         if args.debug:
             raise
         print(f"error: {error_line(err)}", file=sys.stderr)

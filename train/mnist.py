@@ -10,7 +10,7 @@ from torch's default distributions (--init torch, the default), so a run trains 
 import sys
 
 from train import cli
-from train.data import DATA_DIR_ENV
+from train.data.mnist import DATA_DIR_ENV
 
 COMMAND = cli.Command(
     prog="python -m train.mnist", doc=__doc__, datasets=("mnist", "fashion_mnist"), model="lenet5_mnist",

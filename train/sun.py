@@ -12,7 +12,8 @@ Adam(lr=1e-3, weight_decay=1e-3) (torch's L2), batch 32, 5 epochs. Each epoch pr
 
 import sys
 
-from train import cli, sun_data
+from train import cli
+from train.data import sun as sun_data
 
 COMMAND = cli.Command(
     prog="python -m train.sun", doc=__doc__, datasets=("sun",), model="sun_regressor", out="runs/sun",

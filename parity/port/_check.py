@@ -1,6 +1,6 @@
 """The parity report of a port: forward outputs and gradients (eval mode, and train mode where BatchNorm or
 Dropout make it differ, Dropout masks replayed), BatchNorm's updated statistics, the weight round trip; each
-judged against the torch module in float64 (parity.referee)."""
+judged against the torch module in float64 (parity.checks.referee)."""
 
 import copy
 import dataclasses
@@ -14,8 +14,8 @@ import torch.fx as fx
 from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
-from parity import referee, training
-from parity.check import exact_numerics
+from parity.checks import referee, training
+from parity.checks.check import exact_numerics
 from parity.port._layout import Layout
 from parity.port._trace import _symbolic_trace, innermost_module, is_random
 from parity.port._weights import load_state_dict, numpy_state_dict, torch_state_dict
@@ -74,7 +74,7 @@ def _outputs(y) -> list:
 
 
 def _loss_torch(outputs, targets):
-    """parity.training's MSE of each output against its target, summed over the outputs."""
+    """parity.checks.training's MSE of each output against its target, summed over the outputs."""
     return sum(training.torch_loss("mse", y, torch.as_tensor(t, dtype=y.dtype)) for y, t in zip(outputs, targets))
 
 

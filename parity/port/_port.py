@@ -16,7 +16,7 @@ import torch
 from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
-from parity import io
+from parity.checks import io
 from parity.port import _classes, _emit, _extra, _functions, _modules, _nest, _source  # noqa: F401  (handlers register)
 from parity.port._layout import Layout
 from parity.port._trace import PortError

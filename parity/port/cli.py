@@ -17,7 +17,7 @@ import torch
 
 from jaxcnn.files import error_line, write_text
 from jaxcnn.interchange import ConversionError
-from parity import io
+from parity.checks import io
 from parity.port._check import check
 from parity.port._port import build, load, save
 from parity.port._trace import PortError

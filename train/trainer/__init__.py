@@ -1,0 +1,1 @@
+"""The training library under the commands: pure steps, the data-parallel Trainer, fit, checkpoints, resume, export."""
