@@ -212,7 +212,7 @@ class Unused(nn.Module):
 
 
 class InPlaceReuse(nn.Module):
-    """An in-place ReLU on a tensor read again afterwards: torch adds the changed tensor."""
+    """An in-place ReLU on a tensor read again afterwards: torch adds the changed tensor, and so does the port."""
 
     def __init__(self):
         super().__init__()
@@ -235,6 +235,20 @@ class CumulativeBatchNorm(nn.Module):
 
 
 # name -> (constructor, NCHW example input shape)
+class InPlaceView(nn.Module):
+    """A view of a tensor that is then changed in place: torch's view sees the change."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        a = self.conv(x)
+        first = a[:, :1]
+        a.relu_()
+        return first * 2
+
+
 NETWORKS = {
     "residual": (TinyResNet, (2, 3, 16, 16)),
     "concatenation": (Inception, (2, 3, 11, 11)),
@@ -243,4 +257,5 @@ NETWORKS = {
     "functional": (Functional, (2, 1, 28, 28)),
     "volume_3d": (Volume3d, (2, 1, 4, 6, 6)),
     "layout_twists": (LayoutTwists, (3, 4, 6, 6)),
+    "in_place": (InPlaceReuse, (2, 1, 8, 8)),
 }

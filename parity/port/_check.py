@@ -17,7 +17,7 @@ from flax.traverse_util import flatten_dict
 from parity.checks import referee, training
 from parity.checks.check import exact_numerics
 from parity.port._layout import Layout
-from parity.port._trace import _symbolic_trace, innermost_module, is_random
+from parity.port._trace import flat_trace, innermost_module, is_random
 from parity.port._weights import load_state_dict, numpy_state_dict, torch_state_dict
 
 FORWARD_TOLERANCE, GRADIENT_TOLERANCE = 1e-5, 1e-4
@@ -82,7 +82,7 @@ def _torch_run(module: torch.nn.Module, x: np.ndarray, targets: list, masks: dic
     """(outputs, loss, gradients, state_dict after) of one forward/backward of a copy of `module`."""
     module = copy.deepcopy(module)
     module.train(train)
-    run = _Replay(_symbolic_trace(module), masks).run if masks else module
+    run = _Replay(flat_trace(module, (torch.as_tensor(x),)), masks).run if masks else module
     with exact_numerics():
         outputs = _outputs(run(torch.as_tensor(x)))
         loss = _loss_torch(outputs, targets)
@@ -92,11 +92,17 @@ def _torch_run(module: torch.nn.Module, x: np.ndarray, targets: list, masks: dic
     return [o.detach().double().numpy() for o in outputs], float(loss.detach()), grads, state
 
 
-def _references(module: torch.nn.Module) -> dict[tuple, str]:
-    """The dropouts of torch's own (flat) trace of `module`, by the reference the port's TORCH_DROPOUTS gives:
-    ('module', path) -> node name, ('function', innermost module path, k) -> node name."""
+def _references(module: torch.nn.Module, x: np.ndarray) -> dict[tuple, str]:
+    """The dropouts of torch's own (flat) trace of `module` in train mode, by the reference the port's
+    TORCH_DROPOUTS gives: ('module', path) -> node name, ('function', innermost module path, k) -> node name."""
     references, counts = {}, {}
-    for n in _symbolic_trace(module).graph.nodes:
+    training = module.training
+    module.train()
+    try:
+        graph = flat_trace(module, (torch.as_tensor(x),)).graph
+    finally:
+        module.train(training)
+    for n in graph.nodes:
         if n.op == "call_module" and isinstance(module.get_submodule(n.target), torch.nn.Dropout):
             references[("module", n.target)] = n.name
         elif is_random(n):
@@ -106,11 +112,12 @@ def _references(module: torch.nn.Module) -> dict[tuple, str]:
     return references
 
 
-def _torch_masks(module: torch.nn.Module, model: nn.Module, intermediates: Any) -> dict[str, torch.Tensor]:
+def _torch_masks(module: torch.nn.Module, model: nn.Module, intermediates: Any, x: np.ndarray
+                 ) -> dict[str, torch.Tensor]:
     """The Flax run's dropout masks, per node of torch's trace, in torch's layout."""
     sown = {"/".join(path[:-1]): list(masks) for path, masks in flatten_dict(intermediates or {}).items()
             if path[-1] == "keep"}
-    references = _references(module)
+    references = _references(module, x)
     masks = {}
     for reference, flax_path, perm, flat_from in type(model).TORCH_DROPOUTS:
         if sown.get(flax_path):
@@ -149,7 +156,7 @@ def _judge_mapping(flax: dict, torch_: dict, float64: dict, tolerance: float, fl
 def _mode(module, model, variables, x, targets, train: bool, seed: int) -> dict[str, referee.Verdict]:
     outputs, _, grads, new = _flax_run(model, variables, Layout.channels_last(x.ndim).to_flax(x), targets, train,
                                        seed)
-    masks = _torch_masks(module, model, new.get("intermediates")) if train else {}
+    masks = _torch_masks(module, model, new.get("intermediates"), x) if train else {}
     t_out, _, t_grads, t_state = _torch_run(module, x, targets, masks, train)
     r_out, _, r_grads, r_state = _torch_run(referee.float64_copy(module), x.astype(np.float64),
                                             [t.astype(np.float64) for t in targets], masks, train)

@@ -10,7 +10,7 @@ import torch.fx as fx
 
 from parity.port._context import Context, Unsupported, Value, Weight, var_name  # noqa: F401  (the handlers' API)
 from parity.port._layout import Layout
-from parity.port._trace import PortError, Traced, location, own_class
+from parity.port._trace import NAMED_FUNCTIONS, PortError, Traced, location, own_class
 
 FUNCTIONS: dict[Any, Callable] = {}  # torch function -> handler(ctx, *args, **kwargs)
 METHODS: dict[str, Callable] = {}  # Tensor method name -> handler(ctx, self, *args, **kwargs)
@@ -28,6 +28,7 @@ def handles(*targets, methods: tuple[str, ...] = (), names: tuple[str, ...] = ()
             METHODS[name] = handler
         for name in names:
             FUNCTIONS_BY_NAME[name] = handler
+            NAMED_FUNCTIONS.add(name)
         return handler
     return register
 

@@ -1,18 +1,18 @@
-"""torch.fx tracing of a user's module: the graph, every node's example value, and where in the user's source
-each node comes from."""
+"""The traced module the port writes from: the graph of what it runs on the example input (parity.port._record),
+every node's example value, its functional dropouts, and where in the user's source each node comes from."""
 
 import copy
 import dataclasses
+import inspect
 import os
-import re
 from typing import Any
 
 import torch
 import torch.fx as fx
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
-_PORT_DIR = os.path.dirname(os.path.abspath(__file__))
-_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)\n\s*(?P<code>[^\n]*)')
+from parity.port._record import StaleView, ValueDependent, record, where
+
+NAMED_FUNCTIONS: set[str] = set()  # library functions recorded as one node, by __name__ (parity.port._emit fills it)
 
 
 class PortError(ValueError):
@@ -44,18 +44,15 @@ def own_class(module: torch.nn.Module) -> bool:
     return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
 
 
-class _Tracer(fx.Tracer):
-    """torch.fx's tracer; with `nested`, each own_class submodule called on tensors stays one call_module node."""
+def _torch_leaf(module: torch.nn.Module) -> bool:
+    """A torch.nn layer: one node of the graph (as torch.fx keeps it)."""
+    return type(module).__module__.startswith("torch.nn") and not isinstance(module, _CONTAINERS)
 
-    def __init__(self, nested: bool):
-        super().__init__()
-        self.nested = nested
-        self.record_stack_traces = True
 
-    def call_module(self, m, forward, args, kwargs):
-        if self.nested and own_class(m) and not kwargs and all(isinstance(a, fx.Proxy) for a in args):
-            return self.create_proxy("call_module", self.path_of_module(m), args, kwargs)
-        return super().call_module(m, forward, args, kwargs)
+def _nested_leaf(module: torch.nn.Module, args: tuple, kwargs: dict) -> bool:
+    """A torch.nn layer, or a submodule of its own class called on tensors alone: one node each."""
+    return _torch_leaf(module) or (own_class(module) and not kwargs
+                                   and all(isinstance(a, torch.Tensor) for a in args))
 
 
 def is_random(node: fx.Node) -> bool:
@@ -70,22 +67,48 @@ def innermost_module(node: fx.Node) -> str:
     return next(reversed(stack), "") if stack else ""
 
 
-def _symbolic_trace(module: torch.nn.Module, nested: bool = False) -> fx.GraphModule:
-    tracer = _Tracer(nested)
+def _source_of(module: torch.nn.Module) -> str:
     try:
-        graph = tracer.trace(module)
-    except Exception as err:  # fx raises TraceError, TypeError, RuntimeError ... from the user's forward
-        raise PortError(f"torch.fx cannot trace {type(module).__name__}.forward: {err}\n"
-                        "Control flow that depends on tensor values (`if x.sum() > 0`, loops over a tensor) cannot be "
-                        "traced; write it with tensor operations, or move it out of forward.") from err
-    return fx.GraphModule(tracer.root, graph, type(module).__name__)
+        return f" ({os.path.basename(inspect.getsourcefile(type(module)) or '')})"
+    except TypeError:
+        return ""
+
+
+def _record(module: torch.nn.Module, example_inputs: tuple, nested: bool) -> tuple[fx.GraphModule, dict]:
+    name = type(module).__name__
+    try:
+        return record(module, example_inputs, _nested_leaf if nested else lambda m, a, k: _torch_leaf(m),
+                      frozenset(NAMED_FUNCTIONS), name)
+    except ValueDependent as err:
+        raise PortError(f"{name}{_source_of(module)} reads tensor values into Python control flow at {err.where} "
+                        f"({err.what}): the port follows the Python a network runs on its example input, so a path "
+                        "chosen by tensor values cannot be ported; write it with tensor operations (torch.where, "
+                        "masks), or move it out of forward.") from err
+    except StaleView as err:
+        raise PortError(f"{name}{_source_of(module)} at {err}: a port computes without changing tensors in place, "
+                        "so write the in-place operation out of place (inplace=False, or without the trailing _), or "
+                        "take the view after it.") from err
+    except PortError:
+        raise
+    except Exception as err:
+        shapes = ", ".join(str(tuple(x.shape)) for x in example_inputs if isinstance(x, torch.Tensor))
+        raise PortError(f"{name} fails on an example input of shape {shapes}: {str(err).splitlines()[0]}\n"
+                        "Give the input shape the module takes (--input-shape N,C,H,W).") from err
+
+
+def flat_trace(module: torch.nn.Module, example_inputs: tuple) -> fx.GraphModule:
+    """The graph of `module` in its current mode, torch.nn layers as nodes, everything else traced through (what
+    parity.port.check replays to give torch the Flax run's dropout masks). The module is not changed."""
+    return _record(module, example_inputs, nested=False)[0]
 
 
 def _signature(gm: fx.GraphModule) -> list[tuple]:
     return [(n.op, n.target if n.op != "call_function" else id(n.target), n.name) for n in gm.graph.nodes]
 
 
-class _Recorder(fx.Interpreter):
+class _Values(fx.Interpreter):
+    """Runs the graph, keeping every node's value (the graph proven to compute what the module computes)."""
+
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
         self.values[n.name] = result
@@ -93,14 +116,14 @@ class _Recorder(fx.Interpreter):
 
 
 def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False) -> Traced:
-    """Traces a copy of `module` (the module itself when `own_copy`: one the port made), each own_class submodule
-    one node, in train and in eval mode (the two graphs must agree), and runs it, in eval mode, on
-    `example_inputs`, recording every node's value. The module is left in eval mode."""
+    """Traces a copy of `module` (the module itself when `own_copy`: one the port made) on `example_inputs`, each
+    own_class submodule one node, in train and in eval mode (the two graphs must agree), and runs the graph, in
+    eval mode, recording every node's value. The module is left in eval mode."""
     module = module if own_copy else copy.deepcopy(module).cpu().float()
     module.train()
-    train = _symbolic_trace(module, nested=True)
+    train, _ = _record(module, example_inputs, nested=True)
     module.eval()
-    gm = _symbolic_trace(module, nested=True)
+    gm, _ = _record(module, example_inputs, nested=True)
     if _signature(train) != _signature(gm):
         raise PortError(f"{type(module).__name__}.forward runs other operations in train mode than in eval mode "
                         "(it branches on self.training); only Dropout and BatchNorm may depend on the mode.")
@@ -111,17 +134,11 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
             dropout[e.name] = {(True, False): "train", (True, True): "always", (False, False): "never"}.get(modes)
             if dropout[e.name] is None:
                 raise PortError(f"{location(e)}: {e.target.__name__} is on in eval mode and off in train mode")
-    recorder = _Recorder(gm)
-    recorder.values = {}
-    try:
-        with torch.no_grad():
-            recorder.run(*example_inputs)
-    except Exception as err:
-        shapes = ", ".join(str(tuple(x.shape)) for x in example_inputs if isinstance(x, torch.Tensor))
-        raise PortError(f"{type(module).__name__} fails on an example input of shape {shapes}: "
-                        f"{str(err).splitlines()[0]}\nGive the input shape the module takes (--input-shape N,C,H,W)."
-                        ) from err
-    return Traced(gm, recorder.values, dropout)
+    runner = _Values(gm)
+    runner.values = {}
+    with torch.no_grad():
+        runner.run(*example_inputs)
+    return Traced(gm, runner.values, dropout)
 
 
 def _training_flag(node: fx.Node) -> bool:
@@ -133,8 +150,5 @@ def _training_flag(node: fx.Node) -> bool:
 
 def location(node: fx.Node) -> str:
     """'file.py:12: code' of the user's line that made `node` (the innermost frame outside torch)."""
-    frames = [m for m in _FRAME.finditer(node.stack_trace or "") if not m["file"].startswith((_TORCH_DIR, _PORT_DIR))]
-    if not frames:
-        return f"(node {node.name})"
-    frame = frames[-1]
-    return f"{os.path.basename(frame['file'])}:{frame['line']}: {frame['code'].strip()}"
+    frames = node.meta.get("frames")
+    return where(frames) if frames else f"(node {node.name})"
