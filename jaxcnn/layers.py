@@ -125,19 +125,9 @@ class ConvNd(nn.Module):
             if size + lo + hi < d * (k - 1) + 1:
                 raise ValueError(f"{type(self).__name__} {self.name!r}: spatial axis {axis} of input {tuple(x.shape)} "
                                  f"is smaller than the kernel span {d * (k - 1) + 1} (padding {lo}+{hi})")
-        if self.padding_mode != "zeros":
-            x = jnp.pad(x, [(0, 0), *pads, (0, 0)], mode=_PADDING_MODES[self.padding_mode])
-            pads = [(0, 0)] * n
-        if self._banded(x.shape[1:-1]):
-            y = banded_conv2d(x, kernel.astype(x.dtype), stride, pads, dilation)
-        else:
-            spec = _SPATIAL[n]
-            y = lax.conv_general_dilated(x, kernel.astype(x.dtype), stride, pads, rhs_dilation=dilation,
-                                         dimension_numbers=(f"N{spec}C", f"{spec}IO", f"N{spec}C"),
-                                         feature_group_count=self.groups)
-        if self.bias:
-            y = y + self.param("bias", bias_init, (self.out_channels,)).astype(y.dtype)
-        return y
+        bias = self.param("bias", bias_init, (self.out_channels,)) if self.bias else None
+        return conv(x, kernel, bias, stride, pads, dilation, self.groups, self.padding_mode,
+                    banded=self._banded(x.shape[1:-1]))
 
     def _banded(self, spatial: tuple[int, ...]) -> bool:
         if self.implementation == "auto":
@@ -150,6 +140,37 @@ class ConvNd(nn.Module):
         if self.implementation == "xla":
             return False
         raise ValueError(f"implementation must be 'auto', 'xla' or 'banded', got {self.implementation!r}")
+
+
+def conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, stride: Size = 1,
+         padding: Union[Size, str, Sequence[tuple[int, int]]] = 0, dilation: Size = 1, groups: int = 1,
+         padding_mode: str = "zeros", banded: bool = False) -> jax.Array:
+    """torch.nn.functional.conv{1,2,3}d on channels-last arrays (what ConvNd computes with its parameters).
+
+    Arguments:
+        x: (N, *spatial, C_in).
+        kernel: (*kernel_size, C_in // groups, C_out); bias: (C_out,) or None.
+        padding: torch's (an int per axis, 'same', 'valid') or (low, high) pairs per axis.
+        banded: the 2-D groups=1 matrix-product form (jaxcnn.banded) instead of lax.conv_general_dilated.
+    Returns:
+        (N, *spatial_out, C_out).
+    """
+    n = x.ndim - 2
+    kernel_size = tuple(kernel.shape[:n])
+    stride, dilation = _per_axis(stride, n, "stride"), _per_axis(dilation, n, "dilation")
+    pads = [tuple(p) for p in padding] if isinstance(padding, (list, tuple)) and padding and \
+        isinstance(padding[0], (list, tuple)) else conv_padding(padding, kernel_size, stride, dilation)
+    if padding_mode != "zeros":
+        x = jnp.pad(x, [(0, 0), *pads, (0, 0)], mode=_PADDING_MODES[padding_mode])
+        pads = [(0, 0)] * n
+    if banded:
+        y = banded_conv2d(x, kernel.astype(x.dtype), stride, pads, dilation)
+    else:
+        spec = _SPATIAL[n]
+        y = lax.conv_general_dilated(x, kernel.astype(x.dtype), stride, pads, rhs_dilation=dilation,
+                                     dimension_numbers=(f"N{spec}C", f"{spec}IO", f"N{spec}C"),
+                                     feature_group_count=groups)
+    return y if bias is None else y + bias.astype(y.dtype)
 
 
 class Conv1d(ConvNd):
@@ -389,4 +410,4 @@ class Dropout(nn.Module):
 
 from jaxcnn.containers import ModuleDict, ModuleList, Sequential  # noqa: E402,F401  (the port's containers)
 from jaxcnn.torch_layers import (GroupNorm, LayerNorm, PReLU, StochasticDepth, group_norm,  # noqa: E402,F401
-                                 interpolate, layer_norm, pad, prelu)
+                                 interpolate, layer_norm, normalize_over_batch, pad, prelu)

@@ -2,6 +2,9 @@
 chunk / split / unbind / stack / indexing, LayerNorm, GroupNorm, PReLU, Mish, element-wise math, interpolate,
 pad, layer scales and stochastic depth; each network ported and proven by parity.port.check."""
 
+import dataclasses
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -439,3 +442,99 @@ def test_supported_lists_the_new_operations():
     for method in ("permute", "transpose", "swapaxes", "chunk", "split", "unbind", "squeeze", "unsqueeze", "pow",
                    "sqrt", "rsqrt", "exp", "log", "clamp", "clip", "abs"):
         assert f"Tensor.{method}" in supported["methods"]
+
+
+# -- Python that reads shapes, and the functional forms of layers with weights (timm's style) ----------------------
+class BatchNormAct(nn.BatchNorm2d):
+    """timm's BatchNormAct2d: F.batch_norm on its own statistics (counting batches in train mode), an activation."""
+
+    def __init__(self, channels):
+        super().__init__(channels)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                         self.momentum, self.eps)
+        return self.act(x)
+
+
+class SamePadConv(nn.Conv2d):
+    """timm's Conv2dSame: TensorFlow's 'same' padding, computed from the input's size, then F.conv2d."""
+
+    def forward(self, x):
+        pads = []
+        for size, k, s, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation):
+            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads = [total // 2, total - total // 2] + pads
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class StdConv(nn.Conv2d):
+    """Weight standardisation (timm's StdConv2d): the kernel normalised per output channel in forward."""
+
+    def forward(self, x):
+        weight = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, training=True,
+                              momentum=0.0, eps=1e-6).reshape_as(self.weight)
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Head(nn.Module):
+    """A head with a Python keyword default (timm's `forward(x, pre_logits=False)`) and F.linear on a child's weights."""
+
+    def __init__(self, channels, classes):
+        super().__init__()
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, x, pre_logits: bool = False):
+        x = x.mean((2, 3))
+        return x if pre_logits else F.linear(x, self.fc.weight, self.fc.bias)
+
+
+@dataclasses.dataclass
+class Output:
+    logits: torch.Tensor
+    hidden: torch.Tensor | None = None
+
+
+class ReadsShapes(nn.Module):
+    """Checks its input's channels, builds a module in forward, runs a forward bound in __init__, returns a dataclass."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = SamePadConv(3, 8, 3, stride=2)
+        self.bn = BatchNormAct(8)
+        self.std = StdConv(8, 6, 3, padding=1, bias=False)
+        self.head = Head(6, 5)
+        self.forward = self.forward_checked
+
+    def forward_checked(self, x):
+        if x.shape[1] != 3:
+            raise ValueError(f"expected 3 channels, got {x.shape[1]}")
+        x = nn.ZeroPad2d((1, 0, 1, 0))(x)
+        x = self.std(self.bn(self.conv(x)))
+        return Output(self.head(x), None)
+
+
+def test_python_that_reads_shapes_and_functional_layers_port_in_both_modes():
+    ported, report = _check(ReadsShapes(), (4, 3, 9, 10))
+    assert {"forward (train)", "batch statistics (train)"} <= set(report.verdicts)
+    compile(ported.source, "model.py", "exec")
+    assert "layers.BatchNorm(8)" in ported.source and "layers.normalize_over_batch(" in ported.source
+    assert "layers.Conv2d(3, 8, kernel_size=(3, 3), stride=(2, 2))" in ported.source
+    keys = {row[0] for row in type(ported.module).TORCH_WEIGHTS}
+    assert keys == set(ReadsShapes().state_dict())
+
+
+def test_functional_linear_on_computed_weights():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Parameter(torch.randn(7, 4))
+
+        def forward(self, x):
+            return F.linear(x.flatten(1), self.embed * 2.0)
+
+    ported, _ = _check(Tied(), (3, 1, 2, 2))
+    assert "@" in ported.source

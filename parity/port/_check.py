@@ -17,6 +17,7 @@ from flax.traverse_util import flatten_dict
 from parity.checks import referee, training
 from parity.checks.check import exact_numerics
 from parity.port._layout import Layout
+from parity.port._record import plain_output
 from parity.port._trace import flat_trace, innermost_module, is_random
 from parity.port._weights import load_state_dict, numpy_state_dict, torch_state_dict
 
@@ -70,6 +71,7 @@ class _Replay(fx.Interpreter):
 
 
 def _outputs(y) -> list:
+    y = plain_output(y)
     return list(y) if isinstance(y, (tuple, list)) else [y]
 
 

@@ -34,6 +34,19 @@ class Value:
         return len(self.shape)
 
 
+@dataclasses.dataclass(frozen=True)
+class Attribute:
+    """A parameter or buffer of the traced module (`target`: its path there, 'bn.weight') handed as it is to a
+    handler that declares the layer holding it (F.batch_norm's statistics, F.conv2d's weight)."""
+    target: str
+    tensor: torch.Tensor
+
+    @property
+    def owner(self) -> str:
+        """The path of the module holding it ('' for the traced module's own)."""
+        return self.target.rpartition(".")[0]
+
+
 @dataclasses.dataclass
 class Weight:
     """One torch state_dict entry: the Flax variable holding it ('params/conv1/kernel'; None when Flax keeps

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 import torch.fx as fx
 
-from parity.port._context import Context, Unsupported, Value, Weight, var_name  # noqa: F401  (the handlers' API)
+from parity.port._context import Attribute, Context, Unsupported, Value, Weight, var_name  # noqa: F401  (the handlers' API)
 from parity.port._layout import Layout
 from parity.port._trace import NAMED_FUNCTIONS, PortError, Traced, location, own_class
 
@@ -16,14 +16,19 @@ FUNCTIONS: dict[Any, Callable] = {}  # torch function -> handler(ctx, *args, **k
 METHODS: dict[str, Callable] = {}  # Tensor method name -> handler(ctx, self, *args, **kwargs)
 MODULES: dict[type, Callable] = {}  # torch.nn leaf module type -> handler(ctx, module, *args)
 FUNCTIONS_BY_NAME: dict[str, Callable] = {}  # functions of libraries not imported here, by __name__
+TAKES_ATTRIBUTES: set = set()  # torch functions whose handlers take parameters and buffers as Attributes
 
 
-def handles(*targets, methods: tuple[str, ...] = (), names: tuple[str, ...] = ()):
+def handles(*targets, methods: tuple[str, ...] = (), names: tuple[str, ...] = (), attributes: bool = False):
     """Registers a handler for torch functions and modules (by identity / type), Tensor methods (by name) and
-    functions of libraries that are not imported here (by `__name__`, e.g. torchvision's 'stochastic_depth')."""
+    functions of libraries that are not imported here (by `__name__`, e.g. torchvision's 'stochastic_depth').
+    With `attributes`, a parameter or buffer that only such functions read reaches the handler as an Attribute,
+    for it to declare the layer that holds it (a BatchNorm for F.batch_norm's statistics)."""
     def register(handler):
         for target in targets:
             (MODULES if isinstance(target, type) else FUNCTIONS)[target] = handler
+            if attributes:
+                TAKES_ATTRIBUTES.add(target)
         for name in methods:
             METHODS[name] = handler
         for name in names:
@@ -100,6 +105,10 @@ def run(traced: Traced, input_layouts: list[Layout], child_handler: Callable | N
     for node in traced.graph.nodes:
         ctx.node = node
         example = traced.values.get(node.name)
+        if node.op == "get_attr" and node.users and all(
+                u.op == "call_function" and u.target in TAKES_ATTRIBUTES for u in node.users):
+            ctx.values[node.name] = Attribute(node.target, example)
+            continue
         try:
             if node.op == "placeholder":
                 inputs.append(var_name(node.name))

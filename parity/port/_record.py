@@ -174,7 +174,7 @@ class Recorder(TorchFunctionMode):
                 self._stale[id(other)] = where(node.meta["frames"])
 
     def output(self, result: Any) -> None:
-        self.graph.output(self._arg(_plain(result)))
+        self.graph.output(self._arg(plain_output(result)))
 
     # -- torch operations ---------------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -242,14 +242,14 @@ def _is_tensor_method(func) -> bool:
     return owner in ("TensorBase", "Tensor", "_TensorBase")
 
 
-def _plain(result: Any) -> Any:
+def plain_output(result: Any) -> Any:
     """A forward's result as tensors in tuples, lists and dicts: a dataclass of outputs (transformers'
     ModelOutput, a user's) as the tuple of its tensor fields."""
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         values = [getattr(result, f.name) for f in dataclasses.fields(result)]
-        return tuple(_plain(v) for v in values if v is not None)
+        return tuple(plain_output(v) for v in values if v is not None)
     if isinstance(result, dict) and type(result) is not dict:
-        return tuple(_plain(v) for v in result.values() if v is not None)
+        return tuple(plain_output(v) for v in result.values() if v is not None)
     return result
 
 

@@ -22,11 +22,13 @@ class PortError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Traced:
     """A traced module: `graph_module` (sharing the module's submodules), `values` (node name -> the example
-    input's value there: a tensor, or a Python value such as a size) and `functional_dropout` (node name of each
-    F.dropout -> 'train' when it follows the module's mode, 'always' or 'never' when it does not)."""
+    input's value there: a tensor, or a Python value such as a size), `functional_dropout` (node name of each
+    F.dropout -> 'train' when it follows the module's mode, 'always' or 'never' when it does not) and the
+    `module` itself (with what its graph does not read, such as BatchNorm's num_batches_tracked)."""
     graph_module: fx.GraphModule
     values: dict[str, Any]
     functional_dropout: dict[str, str]
+    module: torch.nn.Module
 
     @property
     def graph(self) -> fx.Graph:
@@ -92,7 +94,8 @@ def _record(module: torch.nn.Module, example_inputs: tuple, nested: bool) -> tup
         raise
     except Exception as err:
         shapes = ", ".join(str(tuple(x.shape)) for x in example_inputs if isinstance(x, torch.Tensor))
-        raise PortError(f"{name} fails on an example input of shape {shapes}: {str(err).splitlines()[0]}\n"
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise PortError(f"{name} fails on an example input of shape {shapes}: {first}\n"
                         "Give the input shape the module takes (--input-shape N,C,H,W).") from err
 
 
@@ -138,7 +141,7 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
     runner.values = {}
     with torch.no_grad():
         runner.run(*example_inputs)
-    return Traced(gm, runner.values, dropout)
+    return Traced(gm, runner.values, dropout, module)
 
 
 def _training_flag(node: fx.Node) -> bool:
