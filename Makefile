@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test train parity clean docs-figures
+.PHONY: install test sweep train parity clean docs-figures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # pytest-xdist: one worker per core (much of a test's time is single-threaded tracing and compilation).
+# `make test` leaves out the long sweeps (every variant of a family, marker `sweep`); `make sweep` runs just those.
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not sweep" $(PYTEST_ARGS)
+
+sweep: $(STAMP)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m sweep $(PYTEST_ARGS)
 
 # The main job: MNIST from $JAXCNN_DATA_DIR, else ../shared/data/mnist, else TFDS; TRAIN_ARGS passes flags.
 DATA_DIR ?= $(or $(JAXCNN_DATA_DIR),$(wildcard ../shared/data/mnist))

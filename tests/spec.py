@@ -75,14 +75,28 @@ def state_dict_keys(name: str) -> set[str]:
 
 
 
+# vgg16_bn is the VGG every registry-wide test runs in `make test` (it has every layer kind of the family: conv,
+# BatchNorm, ReLU, max pool, dropout, Linear); the other three repeat those checks at other depths and without
+# BatchNorm, in `make sweep`.
+SWEPT_VGG = ("vgg16", "vgg19", "vgg19_bn")
+
+
+def marks(name: str, slow: bool, repeat: bool = False) -> list:
+    """The marks of a test over registry network `name`: slow if `slow`, and sweep for the VGGs `make test` leaves to
+    `make sweep` (every VGG where the test is a `repeat` of one already run, such as another seed)."""
+    swept = name in SWEPT_VGG or (repeat and name.startswith("vgg"))
+    return [pytest.mark.slow] * (slow or swept) + [pytest.mark.sweep] * swept
+
+
 def fast_only(names, fast) -> list:
-    """Test parameters over `names`, those not in `fast` marked slow (pytest -m "not slow" leaves them out)."""
-    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in names]
+    """Test parameters over `names`: those not in `fast` marked slow (pytest -m "not slow" leaves them out), the
+    swept VGGs marked sweep as well (`make test` leaves them out, `make sweep` runs them)."""
+    return [n if n in fast else pytest.param(n, marks=marks(n, True)) for n in names]
 
 
 def registry(names=None) -> list:
     """Test parameters over the registry (or `names`), the VGGs marked slow: 138M parameters each, the bulk of the
     suite's time, of layer kinds (conv, BatchNorm, ReLU, max pool, dropout) the fast set checks in AlexNet and
-    cnn_bn_dropout. `make test` runs them all."""
+    cnn_bn_dropout. `make test` runs vgg16_bn, `make sweep` the other VGGs."""
     names = jaxcnn.list_models() if names is None else names
     return fast_only(names, [n for n in names if not n.startswith("vgg")])

@@ -19,8 +19,8 @@ def random_original(name: str, seed: int, batch: int = 3):
 
 # The large networks in the fast set: AlexNet, seed 0 (VGG forwards: slow; the representative VGG's fast gradient
 # check in test_training_parity runs its forward too. Each seed of a large network costs seconds).
-CASES = [pytest.param(name, seed, marks=[pytest.mark.slow] * (
-    name.startswith("vgg") or (seed > 0 and name == "alexnet")))
+CASES = [pytest.param(name, seed, marks=spec.marks(name, name.startswith("vgg") or (seed > 0 and name == "alexnet"),
+                                                   repeat=seed > 0))
     for name in jaxcnn.list_models() for seed in SEEDS]
 
 

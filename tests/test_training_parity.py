@@ -15,7 +15,7 @@ SMALL = spec.NINE
 # AlexNet in train mode only in the fast set; every VGG (138M parameters: 40 s each) and AlexNet's eval mode slow.
 @pytest.mark.parametrize("name,train", [
     pytest.param(*case, id=f"{case[0]}-{'train-shared-dropout' if case[1] else 'eval'}",
-                 marks=[pytest.mark.slow] * (case[0].startswith("vgg") or (case[0] == "alexnet" and not case[1])))
+                 marks=spec.marks(case[0], case[0].startswith("vgg") or (case[0] == "alexnet" and not case[1])))
     for case in [(name, train) for name in jaxcnn.list_models() for train in (False, True)]])
 def test_float32_gradients_equal_torch(name, train):
     """On inputs without near-kinks (see helpers.random_pair): sun_regressor at 64x64 and VGG-BN at 32x32
