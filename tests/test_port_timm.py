@@ -3,12 +3,13 @@
 
 import numpy as np
 import pytest
+import torch
 
 from parity import port
 from parity.originals import timm_zoo
 
 FAST = {"mobilenetv3_small_050", "regnetx_002"}  # BatchNormAct2d, SE, hard-swish; grouped convs, the stages' names
-LONG = {"densenet121", "ghostnet_100"}  # over 30 s each: `make sweep`
+LONG = {"efficientnet_b0"}  # over 30 s: `make sweep`
 
 
 def _cases():
@@ -18,6 +19,7 @@ def _cases():
 
 @pytest.mark.parametrize("name", _cases())
 def test_a_timm_family_ports_equal_in_eval_and_train_mode(name):
+    torch.manual_seed(0)
     module = timm_zoo.create(name)
     size = timm_zoo.input_size(name)
     x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
@@ -25,7 +27,8 @@ def test_a_timm_family_ports_equal_in_eval_and_train_mode(name):
     compile(ported.source, "model.py", "exec")
     report = port.check(module, ported.module, ported.variables, x)
     assert report.ok, report.table()
-    assert {"forward (train)", "batch statistics (train)"} <= set(report.verdicts)
+    has_batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    assert ("batch statistics (train)" in report.verdicts) == has_batch_norm
 
 
 def test_each_family_is_named_after_its_timm_file():

@@ -1,8 +1,8 @@
 """Port your own torch CNN: `port(module, example_input) -> (flax_module, variables)`.
 
-The module is traced with torch.fx, each operation becomes a line of a readable linen module (jaxcnn's layers,
-torch semantics, channels-last), its weights are converted, and `check` proves the two compute the same
-function. `python -m parity port file.py:Class --input-shape N,C,H,W --out DIR` writes DIR/model.py,
+The module is traced by running it on the example input (parity.port._record), each operation becomes a line of
+a readable linen module (jaxcnn's layers, torch semantics, channels-last), its weights are converted, and `check`
+proves the two compute the same function. `python -m parity port file.py:Class --input-shape N,C,H,W --out DIR` writes DIR/model.py,
 DIR/variables.safetensors and DIR/report.json; `load(DIR)` reads them back.
 """
 
