@@ -20,35 +20,56 @@ def _arguments(*positional, **keywords) -> str:
 
 @handles(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv(ctx: Context, m, input: Value) -> Value:
-    n = len(m.kernel_size)
+    padding = m.padding if isinstance(m.padding, str) else tuple(m.padding)
+    key = ctx.node.target
+    return conv_layer(ctx, key, None, f"{key}.weight", m.bias is not None and f"{key}.bias", tuple(m.weight.shape),
+                      input, tuple(m.stride), padding, tuple(m.dilation), m.groups, m.padding_mode)
+
+
+def conv_layer(ctx: Context, torch_path: str, name: str | None, weight_key: str, bias_key: str | bool,
+               weight_shape: tuple, input: Value, stride, padding, dilation, groups: int,
+               padding_mode: str = "zeros") -> Value:
+    """A jaxcnn Conv{n}d holding the torch weights `weight_key` (O, I / groups, *kernel) and `bias_key` (or none)."""
+    n = len(weight_shape) - 2
     if input.rank != n + 2:
         raise Unsupported(f"a {input.rank}-D input: only batched (N, C, *{n} spatial) input is supported")
     ones, zeros = (1,) * n, (0,) * n
-    padding = m.padding if isinstance(m.padding, str) else tuple(m.padding)
-    args = _arguments(m.in_channels, m.out_channels, kernel_size=(tuple(m.kernel_size), None),
-                      stride=(tuple(m.stride), ones), padding=(padding, zeros), dilation=(tuple(m.dilation), ones),
-                      groups=(m.groups, 1), bias=(m.bias is not None, True), padding_mode=(m.padding_mode, "zeros"))
-    name = ctx.submodule(ctx.node.target, f"layers.Conv{n}d({args})")
-    path = name.removeprefix("self.")
-    ctx.add_weight(f"{ctx.node.target}.weight", f"params/{path}/kernel", "kernel", m.weight.shape)
-    if m.bias is not None:
-        ctx.add_weight(f"{ctx.node.target}.bias", f"params/{path}/bias", "copy", m.bias.shape)
-    return ctx.out(f"{name}({ctx.channels_last(input)})", Layout.channels_last(input.rank))
+    out_channels, per_group, *kernel = weight_shape
+    args = _arguments(per_group * groups, out_channels, kernel_size=(tuple(kernel), None), stride=(stride, ones),
+                      padding=(padding, zeros), dilation=(dilation, ones), groups=(groups, 1),
+                      bias=(bool(bias_key), True), padding_mode=(padding_mode, "zeros"))
+    layer = ctx.submodule(torch_path, f"layers.Conv{n}d({args})", name)
+    path = layer.removeprefix("self.")
+    ctx.add_weight(weight_key, f"params/{path}/kernel", "kernel", weight_shape)
+    if bias_key:
+        ctx.add_weight(bias_key, f"params/{path}/bias", "copy", (out_channels,))
+    return ctx.out(f"{layer}({ctx.channels_last(input)})", Layout.channels_last(input.rank))
 
 
 @handles(nn.Linear)
 def linear(ctx: Context, m, input: Value) -> Value:
+    key = ctx.node.target
+    return linear_layer(ctx, key, None, f"{key}.weight", m.bias is not None and f"{key}.bias", tuple(m.weight.shape),
+                        input)
+
+
+def linear_layer(ctx: Context, torch_path: str, name: str | None, weight_key: str, bias_key: str | bool,
+                 weight_shape: tuple, input: Value) -> Value:
+    """A jaxcnn Linear holding the torch weights `weight_key` (out, in) and `bias_key`; fed by a channels-last
+    flatten, its kernel takes the flatten's feature order (the same weights always fed alike)."""
+    out_features, in_features = weight_shape
     flatten_from = input.layout.flat_from
-    decided = ctx.linear_inputs.setdefault(ctx.node.target, input.layout if flatten_from else None)
+    decided = ctx.linear_inputs.setdefault(weight_key, input.layout if flatten_from else None)
     if decided is not None and decided != input.layout:
         raise Unsupported("the same Linear is fed by flattens of differently shaped tensors")
     x = input.var if flatten_from else ctx.torch_order(input)
-    name = ctx.submodule(ctx.node.target, f"layers.Linear({_arguments(m.in_features, m.out_features, bias=(m.bias is not None, True))})")
-    path = name.removeprefix("self.")
-    ctx.add_weight(f"{ctx.node.target}.weight", f"params/{path}/kernel", "kernel", m.weight.shape, flatten_from)
-    if m.bias is not None:
-        ctx.add_weight(f"{ctx.node.target}.bias", f"params/{path}/bias", "copy", m.bias.shape)
-    return ctx.out(f"{name}({x})", Layout.same(input.rank))
+    layer = ctx.submodule(torch_path, f"layers.Linear({_arguments(in_features, out_features, bias=(bool(bias_key), True))})",
+                          name)
+    path = layer.removeprefix("self.")
+    ctx.add_weight(weight_key, f"params/{path}/kernel", "kernel", weight_shape, flatten_from)
+    if bias_key:
+        ctx.add_weight(bias_key, f"params/{path}/bias", "copy", (out_features,))
+    return ctx.out(f"{layer}({x})", Layout.same(input.rank))
 
 
 @handles(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -57,15 +78,26 @@ def batch_norm(ctx: Context, m, input: Value) -> Value:
         raise Unsupported("momentum=None (a cumulative moving average); jaxcnn's BatchNorm takes a momentum")
     if not m.affine or not m.track_running_stats:
         raise Unsupported("affine=False or track_running_stats=False; only the default BatchNorm is supported")
-    x = ctx.torch_order(input) if input.rank == 2 else ctx.channels_last(input)
-    name = ctx.submodule(ctx.node.target, f"layers.BatchNorm({_arguments(m.num_features, eps=(m.eps, 1e-5), momentum=(m.momentum, 0.1))})")
-    path, key = name.removeprefix("self."), ctx.node.target
+    key = ctx.node.target
+    keys = {leaf: f"{key}.{leaf}" for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    return batch_norm_layer(ctx, key, None, keys, m.num_features, m.eps, m.momentum, input)
+
+
+def batch_norm_layer(ctx: Context, torch_path: str, name: str | None, keys: dict[str, str], num_features: int,
+                     eps: float, momentum: float, input: Value) -> Value:
+    """A jaxcnn BatchNorm holding the torch weights `keys` (weight, bias, running_mean, running_var and, where the
+    module has one, num_batches_tracked, which Flax keeps no copy of)."""
+    args = _arguments(num_features, eps=(float(eps), 1e-5), momentum=(float(momentum), 0.1))
+    layer = ctx.submodule(torch_path, f"layers.BatchNorm({args})", name)
+    path = layer.removeprefix("self.")
     for leaf, flax in (("weight", "params/{}/scale"), ("bias", "params/{}/bias"), ("running_mean", "batch_stats/{}/mean"),
                        ("running_var", "batch_stats/{}/var")):
-        ctx.add_weight(f"{key}.{leaf}", flax.format(path), "copy", (m.num_features,))
-    ctx.add_weight(f"{key}.num_batches_tracked", None, "dropped", ())
+        ctx.add_weight(keys[leaf], flax.format(path), "copy", (num_features,))
+    if "num_batches_tracked" in keys:
+        ctx.add_weight(keys["num_batches_tracked"], None, "dropped", ())
+    x = ctx.torch_order(input) if input.rank == 2 else ctx.channels_last(input)
     layout = Layout.same(2) if input.rank == 2 else Layout.channels_last(input.rank)
-    return ctx.out(f"{name}({x}, train)", layout)
+    return ctx.out(f"{layer}({x}, train)", layout)
 
 
 @handles(nn.Dropout)

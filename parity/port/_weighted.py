@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from parity.port._emit import FUNCTIONS, Attribute, Context, Unsupported, Value, handles
 from parity.port._layout import Layout
-from parity.port._modules import _arguments
+from parity.port._modules import batch_norm_layer, conv_layer, linear_layer
 
 
 def _value(ctx: Context, weight) -> Value | None:
@@ -22,17 +22,9 @@ def _owned(*weights) -> bool:
     return all(w is None or isinstance(w, Attribute) for w in weights)
 
 
-def _layer(ctx: Context, key: Attribute, function: str, constructor: str) -> str:
-    """The layer holding `key`'s weights, declared once; named after the module holding them, else `function`."""
-    name = key.owner.rpartition(".")[2] or function
-    return ctx.submodule(f"<F.{function} {key.target}>", constructor, name)
-
-
-def _drop_counter(ctx: Context, owner: str) -> None:
-    """BatchNorm's num_batches_tracked, which the Flax layer keeps no copy of."""
-    module = ctx.traced.module.get_submodule(owner)
-    if isinstance(getattr(module, "num_batches_tracked", None), torch.Tensor):
-        ctx.add_weight(f"{owner}.num_batches_tracked" if owner else "num_batches_tracked", None, "dropped", ())
+def _name(key: Attribute, function: str) -> tuple[str, str]:
+    """(the torch path the layer stands for, its Flax name): the module holding `key`, else the function's name."""
+    return f"<F.{function} {key.target}>", key.owner.rpartition(".")[2] or function
 
 
 @handles(F.batch_norm, attributes=True)
@@ -48,17 +40,13 @@ def batch_norm(ctx, input, running_mean, running_var, weight=None, bias=None, tr
         raise Unsupported("batch statistics in eval mode too (training=True whatever the module's mode)")
     if momentum is None:
         raise Unsupported("momentum=None (a cumulative moving average); jaxcnn's BatchNorm takes a momentum")
-    n = running_mean.tensor.shape[0]
-    args = _arguments(n, eps=(float(eps), 1e-5), momentum=(float(momentum), 0.1))
-    layer = _layer(ctx, running_mean, "batch_norm", f"layers.BatchNorm({args})")
-    path = layer.removeprefix("self.")
-    for attribute, variable in ((weight, "params/{}/scale"), (bias, "params/{}/bias"),
-                                (running_mean, "batch_stats/{}/mean"), (running_var, "batch_stats/{}/var")):
-        ctx.add_weight(attribute.target, variable.format(path), "copy", (n,))
-    _drop_counter(ctx, running_mean.owner)
-    x = ctx.torch_order(input) if input.rank == 2 else ctx.channels_last(input)
-    layout = Layout.same(2) if input.rank == 2 else Layout.channels_last(input.rank)
-    return ctx.out(f"{layer}({x}, train)", layout)
+    keys = {"weight": weight.target, "bias": bias.target, "running_mean": running_mean.target,
+            "running_var": running_var.target}
+    owner = running_mean.owner
+    if isinstance(getattr(ctx.traced.module.get_submodule(owner), "num_batches_tracked", None), torch.Tensor):
+        keys["num_batches_tracked"] = f"{owner}.num_batches_tracked" if owner else "num_batches_tracked"
+    return batch_norm_layer(ctx, *_name(running_mean, "batch_norm"), keys, running_mean.tensor.shape[0], eps, momentum,
+                            input)
 
 
 def _over_batch(ctx: Context, input: Value, weight: Value | None, bias: Value | None, eps: float) -> Value:
@@ -71,27 +59,17 @@ def _over_batch(ctx: Context, input: Value, weight: Value | None, bias: Value | 
 
 def _conv(n: int):
     def handler(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-        if input.rank != n + 2:
-            raise Unsupported(f"a {input.rank}-D input: only batched (N, C, *{n} spatial) input is supported")
-        x, layout = ctx.channels_last(input), Layout.channels_last(input.rank)
-        ones, zeros = (1,) * n, (0,) * n
         stride, dilation = _per_axis(stride, n), _per_axis(dilation, n)
         padding = padding if isinstance(padding, str) else _per_axis(padding, n)
         if _owned(weight, bias):
-            out_channels, per_group, *kernel = weight.tensor.shape
-            args = _arguments(per_group * groups, out_channels, kernel_size=(tuple(kernel), None),
-                              stride=(stride, ones), padding=(padding, zeros), dilation=(dilation, ones),
-                              groups=(groups, 1), bias=(bias is not None, True))
-            layer = _layer(ctx, weight, "conv", f"layers.Conv{n}d({args})")
-            path = layer.removeprefix("self.")
-            ctx.add_weight(weight.target, f"params/{path}/kernel", "kernel", tuple(weight.tensor.shape))
-            if bias is not None:
-                ctx.add_weight(bias.target, f"params/{path}/bias", "copy", tuple(bias.tensor.shape))
-            return ctx.out(f"{layer}({x})", layout)
+            return conv_layer(ctx, *_name(weight, "conv"), weight.target, bias is not None and bias.target,
+                              tuple(weight.tensor.shape), input, stride, padding, dilation, groups)
+        if input.rank != n + 2:
+            raise Unsupported(f"a {input.rank}-D input: only batched (N, C, *{n} spatial) input is supported")
         kernel = ctx.convert(_value(ctx, weight), Layout((*range(2, n + 2), 1, 0)))  # (O, I, *k) -> (*k, I, O)
         b = ctx.torch_order(_value(ctx, bias)) if bias is not None else "None"
-        return ctx.out(f"layers.conv({x}, {kernel}, {b}, stride={stride}, padding={padding!r}, dilation={dilation}, "
-                       f"groups={groups})", layout)
+        return ctx.out(f"layers.conv({ctx.channels_last(input)}, {kernel}, {b}, stride={stride}, padding={padding!r}, "
+                       f"dilation={dilation}, groups={groups})", Layout.channels_last(input.rank))
     return handler
 
 
@@ -106,19 +84,8 @@ for _n, _function in ((1, F.conv1d), (2, F.conv2d), (3, F.conv3d)):
 @handles(F.linear, attributes=True)
 def linear(ctx, input, weight, bias=None):
     if _owned(weight, bias):
-        out_features, in_features = weight.tensor.shape
-        flatten_from = input.layout.flat_from
-        decided = ctx.linear_inputs.setdefault(weight.target, input.layout if flatten_from else None)
-        if decided is not None and decided != input.layout:
-            raise Unsupported("the same weights are fed by flattens of differently shaped tensors")
-        x = input.var if flatten_from else ctx.torch_order(input)
-        args = _arguments(in_features, out_features, bias=(bias is not None, True))
-        layer = _layer(ctx, weight, "linear", f"layers.Linear({args})")
-        path = layer.removeprefix("self.")
-        ctx.add_weight(weight.target, f"params/{path}/kernel", "kernel", (out_features, in_features), flatten_from)
-        if bias is not None:
-            ctx.add_weight(bias.target, f"params/{path}/bias", "copy", (out_features,))
-        return ctx.out(f"{layer}({x})", Layout.same(input.rank))
+        return linear_layer(ctx, *_name(weight, "linear"), weight.target, bias is not None and bias.target,
+                            tuple(weight.tensor.shape), input)
     x, w = ctx.torch_order(input), ctx.torch_order(_value(ctx, weight))
     b = f" + {ctx.torch_order(_value(ctx, bias))}" if bias is not None else ""
     return ctx.out(f"{x} @ {w}.T{b}", Layout.same(input.rank))
