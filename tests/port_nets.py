@@ -249,6 +249,19 @@ class InPlaceView(nn.Module):
         return first * 2
 
 
+class AssignsIntoSlice(nn.Module):
+    """`x[:, 0] = ...` changes x in place and returns nothing: not a silent no-op in the port."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        a = self.conv(x)
+        a[:, 0] = 0.0
+        return a
+
+
 NETWORKS = {
     "residual": (TinyResNet, (2, 3, 16, 16)),
     "concatenation": (Inception, (2, 3, 11, 11)),

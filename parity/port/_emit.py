@@ -75,6 +75,8 @@ def _describe(node: fx.Node, root: torch.nn.Module) -> str:
     if node.op == "call_function":
         if node.target is operator.getitem:
             return "tensor indexing (operator.getitem)"
+        if node.target is operator.setitem:
+            return "tensor item assignment (operator.setitem)"
         return _function_name(node.target)
     return f"{node.op} {node.target}"
 

@@ -186,6 +186,9 @@ class Recorder(TorchFunctionMode):
                                          for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)):
             raise ValueDependent(f"Tensor.{name}" if name.startswith("__") else name, where(_stack()))
         result = func(*args, **kwargs)
+        if name == "__setitem__":  # x[i] = y changes x (and returns None): a node, so that later reads see it
+            self.record("call_function", operator.setitem, args, kwargs, args[0], in_place=True)
+            return result
         if not any(isinstance(t, torch.Tensor) for t in pytree.tree_leaves(result)):
             return result  # a size, a dtype, a shape check: Python values of the example
         getter = getattr(func, "__self__", None)

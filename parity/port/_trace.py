@@ -4,6 +4,7 @@ every node's example value, its functional dropouts, and where in the user's sou
 import copy
 import dataclasses
 import inspect
+import operator
 import os
 from typing import Any
 
@@ -114,6 +115,8 @@ class _Values(fx.Interpreter):
 
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
+        if n.target is operator.setitem:  # x[i] = y: the node stands for the changed x
+            result = self.env[n.args[0]]
         self.values[n.name] = result
         return result
 
