@@ -249,7 +249,7 @@ class InPlaceView(nn.Module):
         return first * 2
 
 
-class AssignsIntoSlice(nn.Module):
+class SliceAssignment(nn.Module):
     """`x[:, 0] = ...` changes x in place and returns nothing: not a silent no-op in the port."""
 
     def __init__(self):

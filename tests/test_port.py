@@ -179,7 +179,7 @@ def test_every_unsupported_operation_is_listed_with_its_line():
                               r"port_nets\.py:\d+: if x\.sum\(\) > 0: \(Tensor\.__bool__\)"),
     (port_nets.Unused, r"spare\.weight"),
     (port_nets.CumulativeBatchNorm, "momentum=None"),
-    (port_nets.AssignsIntoSlice, r"port_nets\.py:\d+: a\[:, 0\] = 0\.0  <- tensor item assignment"),
+    (port_nets.SliceAssignment, r"port_nets\.py:\d+: a\[:, 0\] = 0\.0  <- tensor item assignment"),
     (port_nets.InPlaceView, r"port_nets\.py:\d+: return first \* 2: reads a view of a tensor that was changed in place "
                             r"afterwards \(port_nets\.py:\d+: a\.relu_\(\)\)"),
 ])
