@@ -37,3 +37,17 @@ def test_each_family_is_named_after_its_timm_file():
     assert {family: registry[name] for family, name in timm_zoo.PORTED.items()} == \
         {family: family for family in timm_zoo.PORTED}
     assert set(timm_zoo.REFUSED) <= set(timm.list_models())
+
+
+@pytest.mark.slow
+def test_a_class_whose_instances_all_take_its_defaults_but_one_compiles():
+    """cspresnet50's third stage: its first ConvNormAct builds `BatchNormAct2d()` with every argument at its default,
+    which the generated class, taking fields from the other instances, once wrote as `BatchNormAct2d(, ...)`."""
+    torch.manual_seed(0)
+    stage = timm_zoo.create("cspresnet50").stages[2]
+    x = np.random.default_rng(0).standard_normal((2, 256, 8, 8)).astype(np.float32)
+    ported = port.build(stage, x)
+    compile(ported.source, "model.py", "exec")
+    assert "(," not in ported.source
+    report = port.check(stage, ported.module, ported.variables, x)
+    assert report.ok, report.table()

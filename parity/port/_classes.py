@@ -327,6 +327,7 @@ def _substitute(text: str, found: _Literals, positions: dict[str, str]) -> str:
     added as `keyword=self.<field>`."""
     lines = text.split("\n")
     edits = []
+    added: dict[int, tuple[ast.Call, list[str]]] = {}  # per call, the keywords it is given
     for name, field in positions.items():
         node = found.found.get(name)
         if node is not None:
@@ -334,8 +335,11 @@ def _substitute(text: str, found: _Literals, positions: dict[str, str]) -> str:
         else:
             owner, _, keyword_ = _split(name, found)
             call = found.calls[owner][0]
-            edits.append((call.end_lineno, call.end_col_offset - 1, call.end_col_offset - 1,
-                          f", {keyword_}=self.{field}"))
+            added.setdefault(id(call), (call, []))[1].append(f"{keyword_}=self.{field}")
+    for call, keywords in added.values():  # `Block()` gets `Block(c=self.c)`, `Block(a)` gets `Block(a, c=self.c)`
+        separator = ", " if call.args or call.keywords else ""
+        edits.append((call.end_lineno, call.end_col_offset - 1, call.end_col_offset - 1,
+                      separator + ", ".join(keywords)))
     for line, end, start, new in sorted(edits, reverse=True):
         row = lines[line - 1]
         lines[line - 1] = row[:start] + new + row[end:]
