@@ -259,8 +259,22 @@ class BatchNorm(nn.Module):
                 running_var.value = (1 - m) * running_var.value + m * var * (count / max(count - 1, 1))
         else:
             mean, var = running_mean.value, running_var.value
-        y = (x - mean) * (lax.rsqrt(var + self.eps) * scale) + bias
+        y = _normalized(x, mean, var, scale, bias, self.eps)
         return y.astype(given) if given != x.dtype else y
+
+
+def _normalized(x: jax.Array, mean, var, scale, bias, eps: float) -> jax.Array:
+    """BatchNorm's arithmetic over the last axis: (x - mean) / sqrt(var + eps) * scale + bias."""
+    return (x - mean) * (lax.rsqrt(var + eps) * scale) + bias
+
+
+def normalize_over_batch(x: jax.Array, weight=None, bias=None, eps: float = 1e-5) -> jax.Array:
+    """torch.nn.functional.batch_norm with batch statistics and no running ones, on channels-last x (N, ..., C):
+    each channel normalised over every other axis with the biased variance, then scaled and shifted (C,)."""
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axes)
+    var = jnp.square(x - mean).mean(axes)
+    return _normalized(x, mean, var, 1 if weight is None else weight, 0 if bias is None else bias, eps)
 
 
 def _pool_geometry(x: jax.Array, kernel_size: Size, stride: Size | None, padding: Size, dilation: Size,
@@ -410,4 +424,4 @@ class Dropout(nn.Module):
 
 from jaxcnn.containers import ModuleDict, ModuleList, Sequential  # noqa: E402,F401  (the port's containers)
 from jaxcnn.torch_layers import (GroupNorm, LayerNorm, PReLU, StochasticDepth, group_norm,  # noqa: E402,F401
-                                 interpolate, layer_norm, normalize_over_batch, pad, prelu)
+                                 interpolate, layer_norm, pad, prelu)

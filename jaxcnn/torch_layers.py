@@ -81,15 +81,6 @@ def group_norm(x: jax.Array, num_groups: int, weight=None, bias=None, eps: float
     return y + bias if bias is not None else y
 
 
-def normalize_over_batch(x: jax.Array, weight=None, bias=None, eps: float = 1e-5) -> jax.Array:
-    """torch.nn.functional.batch_norm with batch statistics and no running ones, on channels-last x (N, ..., C):
-    each channel normalised over every other axis with the biased variance, then scaled and shifted (C,)."""
-    axes = tuple(range(x.ndim - 1))
-    mean = x.mean(axes)
-    y = (x - mean) * lax.rsqrt(jnp.square(x - mean).mean(axes) + eps)
-    return y * (1 if weight is None else weight) + (0 if bias is None else bias)
-
-
 class GroupNorm(nn.Module):
     """torch.nn.GroupNorm on channels-last (N, *spatial, C). Params (when affine): scale (torch's weight), bias
     (C,)."""

@@ -84,7 +84,7 @@ class Recorder(TorchFunctionMode):
     def __init__(self, root: torch.nn.Module, is_leaf: Callable[[torch.nn.Module, tuple, dict], bool],
                  named: frozenset[str] = frozenset()):
         super().__init__()
-        self.root, self.is_leaf, self.named = root, is_leaf, named
+        self.is_leaf, self.named = is_leaf, named
         self.graph = fx.Graph()
         self.values: dict[str, Any] = {}
         self._nodes: dict[int, fx.Node] = {}  # id(tensor) -> the node that made it

@@ -4,7 +4,6 @@ every node's example value, its functional dropouts, and where in the user's sou
 import copy
 import dataclasses
 import inspect
-import operator
 import os
 from typing import Any
 
@@ -110,26 +109,15 @@ def _signature(gm: fx.GraphModule) -> list[tuple]:
     return [(n.op, n.target if n.op != "call_function" else id(n.target), n.name) for n in gm.graph.nodes]
 
 
-class _Values(fx.Interpreter):
-    """Runs the graph, keeping every node's value (the graph proven to compute what the module computes)."""
-
-    def run_node(self, n: fx.Node) -> Any:
-        result = super().run_node(n)
-        if n.target is operator.setitem:  # x[i] = y: the node stands for the changed x
-            result = self.env[n.args[0]]
-        self.values[n.name] = result
-        return result
-
-
 def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False) -> Traced:
     """Traces a copy of `module` (the module itself when `own_copy`: one the port made) on `example_inputs`, each
-    own_class submodule one node, in train and in eval mode (the two graphs must agree), and runs the graph, in
-    eval mode, recording every node's value. The module is left in eval mode."""
+    own_class submodule one node, in train and in eval mode (the two graphs must agree), keeping every node's value
+    of the eval-mode run. The module is left in eval mode."""
     module = module if own_copy else copy.deepcopy(module).cpu().float()
     module.train()
     train, _ = _record(module, example_inputs, nested=True)
     module.eval()
-    gm, _ = _record(module, example_inputs, nested=True)
+    gm, values = _record(module, example_inputs, nested=True)
     if _signature(train) != _signature(gm):
         raise PortError(f"{type(module).__name__}.forward runs other operations in train mode than in eval mode "
                         "(it branches on self.training); only Dropout and BatchNorm may depend on the mode.")
@@ -140,11 +128,7 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
             dropout[e.name] = {(True, False): "train", (True, True): "always", (False, False): "never"}.get(modes)
             if dropout[e.name] is None:
                 raise PortError(f"{location(e)}: {e.target.__name__} is on in eval mode and off in train mode")
-    runner = _Values(gm)
-    runner.values = {}
-    with torch.no_grad():
-        runner.run(*example_inputs)
-    return Traced(gm, runner.values, dropout, module)
+    return Traced(gm, values, dropout, module)
 
 
 def _training_flag(node: fx.Node) -> bool:
