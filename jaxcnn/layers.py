@@ -422,6 +422,9 @@ class Dropout(nn.Module):
         self.sow("intermediates", "keep", keep)
         return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
 
+from jaxcnn.attention import scaled_dot_product_attention  # noqa: E402,F401
 from jaxcnn.containers import ModuleDict, ModuleList, Sequential  # noqa: E402,F401  (the port's containers)
+from jaxcnn.transposed import (ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,  # noqa: E402,F401
+                               conv_transpose)
 from jaxcnn.torch_layers import (GroupNorm, LayerNorm, PReLU, StochasticDepth, group_norm,  # noqa: E402,F401
                                  interpolate, layer_norm, pad, prelu)

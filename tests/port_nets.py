@@ -154,7 +154,7 @@ class Unsupported(nn.Module):
         x = self.shuffle(self.conv(x))
         x = self.norm(x)
         x = torch.roll(x, 1, 2)
-        return x.cumsum(1)
+        return x.cumprod(1)
 
 
 class LayoutTwists(nn.Module):
@@ -271,4 +271,5 @@ NETWORKS = {
     "volume_3d": (Volume3d, (2, 1, 4, 6, 6)),
     "layout_twists": (LayoutTwists, (3, 4, 6, 6)),
     "in_place": (InPlaceReuse, (2, 1, 8, 8)),
+    "mode_branches": (Branching, (2, 1, 8, 8)),
 }

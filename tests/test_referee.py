@@ -69,3 +69,42 @@ def test_referee_still_fails_a_wrong_port_beside_a_noisy_torch(monkeypatch):
     result = check.compare_outputs(module, model, variables, x)
     assert result.verdict.criterion == referee.FAILED, result
     assert result.verdict.flax_float64 > 100 * result.verdict.torch_float64
+
+
+def test_a_difference_within_the_float64_spread_passes_by_it_and_one_beyond_fails():
+    spread = referee.verdict(4e-2, 4e-2, 2e-6, 1e-4, float64_spread=4e-2)
+    assert spread.ok and spread.criterion == referee.SPREAD
+    assert referee.verdict(4e-2, 4e-2, 2e-6, 1e-4, float64_spread=1e-2).criterion == referee.FAILED
+    good = referee.verdict(1e-6, 1e-6, 1e-6, 1e-5)
+    assert referee.combine([good, spread]).criterion == referee.SPREAD
+    assert referee.combine([good, spread]).float64_spread == 4e-2
+
+
+def _float64_gradient(module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    module.zero_grad()
+    module(torch.from_numpy(x)).sum().backward()
+    return module[0].weight.grad.numpy().copy()
+
+
+def _leaky_network(pre_activation: float) -> tuple[torch.nn.Module, np.ndarray]:
+    """Linear -> LeakyReLU -> Linear in float64 whose first hidden unit sits at `pre_activation`."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LeakyReLU(0.01), torch.nn.Linear(3, 1)).double()
+    x = np.random.default_rng(0).standard_normal((1, 4))
+    with torch.no_grad():
+        module[0].bias[0] -= float(module[0](torch.from_numpy(x))[0, 0]) - pre_activation
+    return module, x
+
+
+def test_the_spread_is_large_where_an_activation_sits_at_a_kink_and_float32_rounding_decides_its_side():
+    module, x = _leaky_network(1e-9)
+    exact = _float64_gradient(module, x)
+    spreads = [referee.relative_difference(_float64_gradient(m, xs), exact) for m, xs in referee.stepped(module, x)]
+    assert max(spreads) > 0.5  # one step crosses the kink: the unit's slope goes from 1 to 0.01
+
+
+def test_the_spread_is_of_the_step_size_where_no_activation_is_near_a_kink():
+    module, x = _leaky_network(0.5)
+    exact = _float64_gradient(module, x)
+    spreads = [referee.relative_difference(_float64_gradient(m, xs), exact) for m, xs in referee.stepped(module, x)]
+    assert max(spreads) < 100 * referee.SPREAD_STEP

@@ -18,7 +18,7 @@ from parity.checks import referee, training
 from parity.checks.check import exact_numerics
 from parity.port._layout import Layout
 from parity.port._record import plain_output
-from parity.port._trace import flat_trace, innermost_module, is_random
+from parity.port._trace import STOCHASTIC_DEPTH, flat_trace, innermost_module, is_random
 from parity.port._weights import load_state_dict, numpy_state_dict, torch_state_dict
 
 FORWARD_TOLERANCE, GRADIENT_TOLERANCE = 1e-5, 1e-4
@@ -35,13 +35,17 @@ class Report:
         return self.round_trip_exact and all(v.ok for v in self.verdicts.values())
 
     def table(self) -> str:
-        lines = [f"| {'check':<24} | {'flax-torch':>10} | {'flax-f64':>9} | {'torch-f64':>9} | {'gate':>6} | criterion       |",
-                 "|" + "-" * 26 + "|" + "-" * 12 + "|" + "-" * 11 + "|" + "-" * 11 + "|" + "-" * 8 + "|" + "-" * 17 + "|"]
+        """A markdown table; `f64 spread`: the float64 referee's own change under a step of the input, measured
+        only where the first two criteria failed (see parity.checks.referee)."""
+        lines = [f"| {'check':<24} | {'flax-torch':>10} | {'flax-f64':>9} | {'torch-f64':>9} | {'f64 spread':>10} "
+                 f"| {'gate':>6} | criterion       |",
+                 "|" + "|".join("-" * w for w in (26, 12, 11, 11, 12, 8, 17)) + "|"]
         for name, v in self.verdicts.items():
+            spread = f"{v.float64_spread:>10.1e}" if v.float64_spread else f"{'':>10}"
             lines.append(f"| {name:<24} | {v.flax_torch:>10.1e} | {v.flax_float64:>9.1e} | {v.torch_float64:>9.1e} "
-                         f"| {v.tolerance:>6.0e} | {v.criterion:<15} |")
+                         f"| {spread} | {v.tolerance:>6.0e} | {v.criterion:<15} |")
         lines.append(f"| {'round trip':<24} | {'bit-exact' if self.round_trip_exact else 'DIFFERS':>10} | "
-                     f"{'':>9} | {'':>9} | {'':>6} | {'strict load':<15} |")
+                     f"{'':>9} | {'':>9} | {'':>10} | {'':>6} | {'strict load':<15} |")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -63,9 +67,9 @@ class _Replay(fx.Interpreter):
         if n.op == "call_module":
             rate = self.module.get_submodule(n.target).p
         else:
-            rate = n.kwargs.get("p", n.args[1] if len(n.args) > 1 else 0.5)
+            rate = n.kwargs.get("p", n.kwargs.get("drop_prob", n.args[1] if len(n.args) > 1 else 0.5))
         keep = self.masks[n.name].to(x.device)
-        if getattr(n.target, "__name__", None) == "stochastic_depth":  # torchvision's: input * (noise / survival)
+        if getattr(n.target, "__name__", None) in STOCHASTIC_DEPTH:  # input * (noise / survival)
             return x * (keep.to(x.dtype) / (1.0 - rate))
         return torch.where(keep, x / (1.0 - rate), 0.0)
 
@@ -150,9 +154,27 @@ def _flax_run(model: nn.Module, variables: dict, x: np.ndarray, targets: list, t
     return outputs, float(loss), grads, new
 
 
-def _judge_mapping(flax: dict, torch_: dict, float64: dict, tolerance: float, floor_fraction: float = 0.0):
+def _judge_mapping(flax: dict, torch_: dict, float64: dict, tolerance: float, floor_fraction: float = 0.0,
+                   stepped: list[dict] = ()):
     floor = floor_fraction * max((float(np.max(np.abs(g))) for g in float64.values() if g.size), default=0.0)
-    return referee.combine(referee.judge_each(flax, torch_, float64, tolerance, floor).values())
+    return referee.combine(referee.judge_each(flax, torch_, float64, tolerance, floor, stepped).values())
+
+
+def _statistics(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
+
+
+def _verdicts(flax: tuple, torch_: tuple, float64: tuple, train: bool, stepped: list[tuple] = ()) -> dict:
+    """Each run is (outputs, gradients, BatchNorm statistics); `stepped`: float64 runs at stepped inputs."""
+    suffix = " (train)" if train else ""
+    out = referee.combine(referee.judge(o, t, r, FORWARD_TOLERANCE, 1.0, [s[0][i] for s in stepped])
+                          for i, (o, t, r) in enumerate(zip(flax[0], torch_[0], float64[0])))
+    verdicts = {f"forward{suffix}": out, f"gradients{suffix}": _judge_mapping(
+        flax[1], torch_[1], float64[1], GRADIENT_TOLERANCE, 1e-2, [s[1] for s in stepped])}
+    if train and torch_[2]:  # a mean that is 0 exactly: judged on the scale
+        verdicts["batch statistics (train)"] = _judge_mapping(
+            flax[2], torch_[2], float64[2], FORWARD_TOLERANCE, 1e-2, [s[2] for s in stepped])
+    return verdicts
 
 
 def _mode(module, model, variables, x, targets, train: bool, seed: int) -> dict[str, referee.Verdict]:
@@ -160,21 +182,24 @@ def _mode(module, model, variables, x, targets, train: bool, seed: int) -> dict[
                                        seed)
     masks = _torch_masks(module, model, new.get("intermediates"), x) if train else {}
     t_out, _, t_grads, t_state = _torch_run(module, x, targets, masks, train)
-    r_out, _, r_grads, r_state = _torch_run(referee.float64_copy(module), x.astype(np.float64),
-                                            [t.astype(np.float64) for t in targets], masks, train)
-    suffix = " (train)" if train else ""
-    out = referee.combine(referee.judge(o, t, r, FORWARD_TOLERANCE, floor=1.0) for o, t, r in zip(outputs, t_out, r_out))
-    state = {**{k: v for k, v in variables.items() if k != "params"}, "params": grads}
-    ours = {k: v.astype(np.float64) for k, v in numpy_state_dict(model, state).items() if k in t_grads}
-    verdicts = {f"forward{suffix}": out,
-                f"gradients{suffix}": _judge_mapping(ours, t_grads, r_grads, GRADIENT_TOLERANCE, 1e-2)}
+    float64_module, targets64 = referee.float64_copy(module), [t.astype(np.float64) for t in targets]
+    r_out, _, r_grads, r_state = _torch_run(float64_module, x.astype(np.float64), targets64, masks, train)
+    ours = {k: v.astype(np.float64) for k, v in numpy_state_dict(model, {**variables, "params": grads}).items()
+            if k in t_grads}
+    stats = {}
     if train and "batch_stats" in variables:
-        stats = numpy_state_dict(model, {**variables, "batch_stats": new["batch_stats"]})
-        keys = [k for k in t_state if k.endswith(("running_mean", "running_var"))]
-        verdicts["batch statistics (train)"] = _judge_mapping(
-            {k: stats[k].astype(np.float64) for k in keys}, {k: t_state[k] for k in keys},
-            {k: r_state[k] for k in keys}, FORWARD_TOLERANCE, 1e-2)  # a mean that is 0 exactly: judged on the scale
-    return verdicts
+        stats = {k: v.astype(np.float64) for k, v in _statistics(
+            numpy_state_dict(model, {**variables, "batch_stats": new["batch_stats"]})).items()}
+    runs = (outputs, ours, stats), (t_out, t_grads, _statistics(t_state) if stats else {}), \
+        (r_out, r_grads, _statistics(r_state) if stats else {})
+    verdicts = _verdicts(*runs, train)
+    if all(v.ok for v in verdicts.values()):
+        return verdicts
+    stepped = []
+    for module_stepped, x_stepped in referee.stepped(float64_module, x, seed):
+        s_out, _, s_grads, s_state = _torch_run(module_stepped, x_stepped, targets64, masks, train)
+        stepped.append((s_out, s_grads, _statistics(s_state) if stats else {}))
+    return _verdicts(*runs, train, stepped)
 
 
 def round_trip_exact(module: torch.nn.Module, model: nn.Module) -> bool:
@@ -189,7 +214,7 @@ def round_trip_exact(module: torch.nn.Module, model: nn.Module) -> bool:
 def check(module: torch.nn.Module, model: nn.Module, variables: dict, x_nchw: Any, seed: int = 0) -> Report:
     """The parity report of a port (`model`, `variables`) of `module` on the torch-layout input `x_nchw`.
 
-    Eval mode always; train mode too when the model has BatchNorm or Dropout. The loss of the gradient checks
+    Eval mode always; train mode too when the model has BatchNorm or Dropout or branches on the mode. The loss of the gradient checks
     is the mean squared error of every output against fixed uniform targets."""
     x = np.asarray(x_nchw, np.float32)
     module = copy.deepcopy(module).cpu().float()
@@ -198,6 +223,6 @@ def check(module: torch.nn.Module, model: nn.Module, variables: dict, x_nchw: An
     rng = np.random.default_rng(seed)
     targets = [rng.uniform(0, 1, s).astype(np.float32) for s in shapes]
     verdicts = _mode(module, model, variables, x, targets, False, seed)
-    if "batch_stats" in variables or type(model).TORCH_DROPOUTS:
+    if "batch_stats" in variables or type(model).TORCH_DROPOUTS or getattr(type(model), "TORCH_TRAIN_BRANCHES", False):
         verdicts |= _mode(module, model, variables, x, targets, True, seed)
     return Report(verdicts, round_trip_exact(module, model))

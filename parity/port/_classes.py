@@ -146,6 +146,8 @@ def _parameters(callee: str) -> list[str]:
         return list(inspect.signature(target).parameters)
     if callee == "self.param":
         return ["name", "init", "shape"]
+    if callee == "self.variable":
+        return ["collection", "name", "init", "shape", "dtype"]
     return ["shape", *(f"dim{i}" for i in range(1, 8))] if callee.endswith(".reshape") else []
 
 
@@ -186,8 +188,10 @@ class _Literals(ast.NodeVisitor):
     def visit_If(self, node: ast.If) -> None:
         first = node.body[0]
         self.owner = []
-        self._take(node.test, "with_" + (ast.unparse(first.targets[0]) if isinstance(first, ast.Assign) else "tail"))
-        for statement in node.body:
+        if _is_literal(node.test):  # `if True:` of a merged tail; `if train:` of a module traced once per mode
+            self._take(node.test, "with_" + (ast.unparse(first.targets[0]) if isinstance(first, ast.Assign)
+                                             else "tail"))
+        for statement in node.body + node.orelse:
             self.visit(statement)
 
     def visit_Dict(self, node: ast.Dict) -> None:
@@ -359,10 +363,12 @@ def _tail(long: str, short: str) -> list[str] | None:
     n = len(body_b) - 1
     if len(body_a) <= len(body_b) or sig_a != sig_b or _shape(ast.parse(setup_a)) != _shape(ast.parse(setup_b)):
         return None
-    prefix_a, prefix_b = "\n".join(body_a[:n]).replace("    ", "", ), "\n".join(body_b[:n]).replace("    ", "")
-    if prefix_a != prefix_b and _shape(ast.parse(prefix_a or "pass")) != _shape(ast.parse(prefix_b or "pass")):
+    prefix_a, prefix_b = ("\n".join(line[4:] for line in body[:n]) or "pass" for body in (body_a, body_b))
+    try:
+        same = prefix_a == prefix_b or _shape(ast.parse(prefix_a)) == _shape(ast.parse(prefix_b))
+    except SyntaxError:  # the prefix ends inside a block (`if ...:` of a class merged before)
         return None
-    return body_a[n:]
+    return body_a[n:] if same else None
 
 
 def _merge_tails(shapes: dict[str, list[int]], programs: list[str]) -> None:
@@ -376,12 +382,13 @@ def _merge_tails(shapes: dict[str, list[int]], programs: list[str]) -> None:
             tail = _tail(programs[shapes[long_key][0]], programs[shapes[short_key][0]])
             if tail is None:
                 continue
-            for k in shapes[long_key] + shapes[short_key]:
+            for k in shapes[long_key] + shapes[short_key]:  # each long one keeps its own tail (its literals)
                 setup, signature, body = _parts(programs[k])
-                keep = len(body) - 1 if k in shapes[short_key] else len(body) - len(tail)
+                long_one = k in shapes[long_key]
+                keep = len(body) - len(tail) if long_one else len(body) - 1
                 head, short_return = body[:keep], _parts(programs[shapes[short_key][0]])[2][-1]
-                flag = "True" if k in shapes[long_key] else "False"
-                merged = head + [f"    if {flag}:"] + [f"    {line}" for line in tail] + [short_return]
+                own_tail = body[keep:] if long_one else tail
+                merged = head + [f"    if {long_one}:"] + [f"    {line}" for line in own_tail] + [short_return]
                 programs[k] = "\n".join([setup, f"def __call__({signature}", *merged])
             shapes[long_key] += shapes.pop(short_key)
 

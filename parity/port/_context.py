@@ -153,18 +153,19 @@ class Context:
             expr = f"self.{attribute}" + "".join(_accessor(k) for k in rest)
             path = "/".join([self.flax_names.get(attribute, attribute), *rest])
         else:
-            attribute = self._attribute(name or head, torch_path)
+            attribute = self._attribute(name or head, torch_path, into_container=not callable(constructor))
             self.setup.append(f"self.{attribute} = {constructor(attribute) if callable(constructor) else constructor}")
             expr, path = f"self.{attribute}", self.flax_names.get(attribute, attribute)
         self.module_paths[torch_path] = path
         self.expressions[expr] = path
         return expr
 
-    def _attribute(self, name: str, torch_path: str) -> str:
-        """The Flax attribute for the first component of `torch_path` (made an identifier, unique)."""
+    def _attribute(self, name: str, torch_path: str, into_container: bool = True) -> str:
+        """The Flax attribute for the first component of `torch_path` (made an identifier, unique); a module
+        goes into the container already declared for that component, a parameter or buffer never does."""
         head = torch_path.split(".")[0]
         for attribute, path in self.submodules.items():
-            if path == head and attribute in self.containers:
+            if into_container and path == head and attribute in self.containers:
                 return attribute
         attribute = identifier(name, self.names)
         self.submodules[attribute] = head if "." in torch_path else torch_path

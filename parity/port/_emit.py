@@ -98,9 +98,63 @@ def run(traced: Traced, input_layouts: list[Layout], child_handler: Callable | N
         ) -> tuple[Context, list[str], Any]:
     """Ports every node; the inputs are held in `input_layouts`, a call of an own_class submodule goes to
     `child_handler`. Returns (context, the names of the inputs, the output structure of Values); raises
-    PortError listing every node it cannot port, each with the user's line."""
-    ctx, inputs, output, refused = Context(traced), [], None, []
+    PortError listing every node it cannot port, each with the user's line. A module traced once per mode
+    (traced.train) is written `if train: <train-mode lines> else: <eval-mode lines>`."""
+    ctx, refused = Context(traced), []
     ctx.child_handler = child_handler
+    inputs, output = _port_graph(ctx, traced, input_layouts, refused)
+    if traced.train is not None and not refused:
+        eval_body, ctx.body, ctx.values, ctx._converted, ctx.traced = ctx.body, [], {}, {}, traced.train
+        _, train_output = _port_graph(ctx, traced.train, input_layouts, refused)
+        if not refused:
+            output = _branches(ctx, eval_body, output, train_output)
+        ctx.traced = traced
+    if refused:
+        root = traced.graph_module
+        error = PortError(f"cannot port {root.__class__.__name__}: {len(refused)} operation(s) are not supported "
+                          "(nothing was ported):\n" + "\n".join(f"  {line}" for line in refused)
+                          + "\nWhat the port supports: parity.port.supported(), or docs/port.md.")
+        error.lines = refused
+        raise error
+    return ctx, inputs, output
+
+
+def _branches(ctx: Context, eval_body: list[str], output: Any, train_output: Any) -> Any:
+    """ctx.body (the train-mode lines) and `eval_body` as one `if train: ... else: ...`, each branch ending with
+    the outputs under the same names, in the eval-mode layouts; returns the outputs as Values of those names."""
+    flat, train_flat = _flat(output), _flat(train_output)
+    if type(output) is not type(train_output) or [v.shape for v in flat] != [v.shape for v in train_flat]:
+        raise PortError(f"{ctx.traced.graph_module.__class__.__name__}.forward returns other outputs in train mode "
+                        "than in eval mode; the port writes both modes, but their outputs must have one structure")
+    named = []
+    for i, (e, t) in enumerate(zip(flat, train_flat)):
+        name = e.var if e.var.isidentifier() else f"output_{i}"
+        if name != e.var:
+            eval_body.append(f"{name} = {e.var}")
+        train_var = ctx.convert(t, e.layout)
+        if train_var != name:
+            ctx.body.append(f"{name} = {train_var}")
+        named.append(Value(name, e.layout, e.shape, e.dtype))
+    shared = 0  # the lines both modes begin with are written once, before the `if`
+    while shared < min(len(ctx.body), len(eval_body)) - 1 and ctx.body[shared] == eval_body[shared]:
+        shared += 1
+    indent = lambda lines: [f"    {line}" for line in lines] or ["    pass"]  # noqa: E731
+    ctx.body = [*eval_body[:shared], "if train:", *indent(ctx.body[shared:]), "else:", *indent(eval_body[shared:])]
+    return named[0] if isinstance(output, Value) else type(output)(named)
+
+
+def _flat(output: Any) -> list:
+    values = [output] if isinstance(output, Value) else list(output) if isinstance(output, (tuple, list)) else []
+    if not values or not all(isinstance(v, Value) for v in values):
+        raise PortError("forward must return a tensor or a tuple/list of tensors")
+    return values
+
+
+def _port_graph(ctx: Context, traced: Traced, input_layouts: list[Layout], refused: list[str]
+                ) -> tuple[list[str], Any]:
+    """Ports the nodes of one graph into ctx; (the names of the inputs, the output structure of Values)."""
+    inputs, output = [], None
+    child_handler = ctx.child_handler
     layouts = iter(input_layouts)
     root = traced.graph_module
     order = {n: i for i, n in enumerate(traced.graph.nodes)}
@@ -160,10 +214,4 @@ def run(traced: Traced, input_layouts: list[Layout], child_handler: Callable | N
             if isinstance(example, torch.Tensor):  # stands in, so that what follows is checked too
                 ctx.values[node.name] = Value(var_name(node.name), Layout.channels_last(example.ndim),
                                               tuple(example.shape), example.dtype)
-    if refused:
-        error = PortError(f"cannot port {root.__class__.__name__}: {len(refused)} operation(s) are not supported "
-                          "(nothing was ported):\n" + "\n".join(f"  {line}" for line in refused)
-                          + "\nWhat the port supports: parity.port.supported(), or docs/port.md.")
-        error.lines = refused
-        raise error
-    return ctx, inputs, output
+    return inputs, output

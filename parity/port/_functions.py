@@ -136,10 +136,12 @@ def _binary(symbol: str):
     def handler(ctx, input, other, alpha=1, rounding_mode=None):
         if alpha != 1:
             raise Unsupported(f"alpha={alpha}")
-        if rounding_mode is not None:
+        if rounding_mode is not None and symbol != "/" or rounding_mode not in (None, "floor", "trunc"):
             raise Unsupported(f"rounding_mode={rounding_mode!r}")
         (a, b), layout = broadcast(ctx, [input, other])
-        return ctx.out(f"{a} {symbol} {b}", layout)
+        if rounding_mode == "trunc":
+            return ctx.out(f"jnp.trunc({a} / {b})", layout)
+        return ctx.out(f"{a} {'//' if rounding_mode == 'floor' else symbol} {b}", layout)
     return handler
 
 
@@ -289,9 +291,14 @@ def get_attr(ctx, target):
         ctx.traced.graph_module.get_buffer(target)
     shape = tuple(tensor.shape)
     is_parameter = isinstance(tensor, torch.nn.Parameter)
+    dtype = "" if tensor.dtype.is_floating_point else \
+        ", bool" if tensor.dtype == torch.bool else ", jnp.int32"  # an index table
     name = ctx.submodule(target, lambda n: f"self.param({n!r}, nn.initializers.zeros_init(), {shape})"
-                         if is_parameter else f"self.variable('buffers', {n!r}, jnp.zeros, {shape})")
-    ctx.add_weight(target, f"{'params' if is_parameter else 'buffers'}/{name.removeprefix('self.')}", "copy", shape)
+                         if is_parameter else f"self.variable('buffers', {n!r}, jnp.zeros, {shape}{dtype})")
+    owner, _, leaf = target.rpartition(".")
+    persistent = leaf not in ctx.traced.module.get_submodule(owner)._non_persistent_buffers_set
+    kind = "copy" if is_parameter or persistent else "constant"  # not in the state_dict: kept with the port
+    ctx.add_weight(target, f"{'params' if is_parameter else 'buffers'}/{name.removeprefix('self.')}", kind, shape)
     var = name if is_parameter else f"{name}.value"
     return Value(var, Layout.same(len(shape)), shape, tensor.dtype)
 

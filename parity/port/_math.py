@@ -1,4 +1,4 @@
-"""Handlers of element-wise math: pow (and `**`), sqrt, rsqrt, exp, log, abs, square, clamp / clip, and the
+"""Handlers of element-wise math: pow (and `**`), sqrt, rsqrt, exp, log, abs, square, sin, cos, clamp / clip, and the
 activations mish and hardtanh (functions and modules). Any layout goes through unchanged."""
 
 import operator
@@ -18,7 +18,8 @@ def _unary(template: str):
 
 
 for _name, _template in {"sqrt": "jnp.sqrt({})", "rsqrt": "jax.lax.rsqrt({})", "exp": "jnp.exp({})",
-                         "log": "jnp.log({})", "abs": "jnp.abs({})", "square": "jnp.square({})"}.items():
+                         "log": "jnp.log({})", "abs": "jnp.abs({})", "square": "jnp.square({})",
+                         "sin": "jnp.sin({})", "cos": "jnp.cos({})"}.items():
     handles(getattr(torch, _name), methods=(_name,))(_unary(_template))
 handles(operator.abs, torch.absolute, methods=("absolute",))(_unary("jnp.abs({})"))
 

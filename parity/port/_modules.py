@@ -46,6 +46,28 @@ def conv_layer(ctx: Context, torch_path: str, name: str | None, weight_key: str,
     return ctx.out(f"{layer}({ctx.channels_last(input)})", Layout.channels_last(input.rank))
 
 
+@handles(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def conv_transpose(ctx: Context, m, input: Value, output_size=None) -> Value:
+    if output_size is not None:
+        raise Unsupported("output_size (give output_padding in the constructor instead)")
+    if m.padding_mode != "zeros":
+        raise Unsupported(f"padding_mode={m.padding_mode!r}")
+    n, key = m.weight.ndim - 2, ctx.node.target
+    if input.rank != n + 2:
+        raise Unsupported(f"a {input.rank}-D input: only batched (N, C, *{n} spatial) input is supported")
+    ones, zeros = (1,) * n, (0,) * n
+    in_channels, per_group, *kernel = m.weight.shape
+    args = _arguments(in_channels, per_group * m.groups, kernel_size=(tuple(kernel), None),
+                      stride=(m.stride, ones), padding=(m.padding, zeros), output_padding=(m.output_padding, zeros),
+                      groups=(m.groups, 1), bias=(m.bias is not None, True), dilation=(m.dilation, ones))
+    layer = ctx.submodule(key, f"layers.ConvTranspose{n}d({args})")
+    path = layer.removeprefix("self.")
+    ctx.add_weight(f"{key}.weight", f"params/{path}/kernel", "kernel", tuple(m.weight.shape))
+    if m.bias is not None:
+        ctx.add_weight(f"{key}.bias", f"params/{path}/bias", "copy", (per_group * m.groups,))
+    return ctx.out(f"{layer}({ctx.channels_last(input)})", Layout.channels_last(input.rank))
+
+
 @handles(nn.Linear)
 def linear(ctx: Context, m, input: Value) -> Value:
     key = ctx.node.target

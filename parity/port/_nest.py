@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from parity.port import _emit
-from parity.port._context import Context, Value, Weight
+from parity.port._context import Context, Value, Weight, var_name
 from parity.port._layout import Layout
 from parity.port._trace import Traced, innermost_module, is_random, trace
 
@@ -48,8 +48,9 @@ def port_instance(module: torch.nn.Module, path: str, examples: tuple, layouts: 
         if not all(isinstance(a, Value) for a in args):
             raise _emit.Unsupported("a submodule called with something other than tensors")
         layouts_in = [a.layout for a in args]
-        if target in calls and calls[target][2] != layouts_in:
-            raise _emit.Unsupported("a submodule called again on tensors held in other layouts")
+        if target in calls and calls[target][2] != layouts_in:  # called again: its input as the first call had it
+            args = tuple(Value(ctx.convert(a, layout), layout, a.shape, a.dtype)
+                         for a, layout in zip(args, calls[target][2]))
         if target not in calls:
             examples_in = tuple(ctx.example(a.name) for a in ctx.node.args)
             instance = port_instance(submodule, _prefixed(path, target), examples_in, layouts_in)
@@ -66,11 +67,12 @@ def port_instance(module: torch.nn.Module, path: str, examples: tuple, layouts: 
 
 def _call(ctx: Context, expr: str, args: list[str], output: Any) -> Any:
     """`y = self.block(x, train)`; the Values of y as the child's output has them (a tuple: indexed)."""
-    value = ctx.out(f"{expr}({', '.join(args)}, train)", Layout.same(0))
+    name = var_name(ctx.node.name)
+    ctx.body.append(f"{name} = {expr}({', '.join(args)}, train)")
     if isinstance(output, Value):
-        return Value(value.var, output.layout, output.shape, output.dtype)
+        return Value(name, output.layout, output.shape, output.dtype)
     if isinstance(output, (tuple, list)) and all(isinstance(v, Value) for v in output):
-        return type(output)(Value(f"{value.var}[{i}]", v.layout, v.shape, v.dtype) for i, v in enumerate(output))
+        return type(output)(Value(f"{name}[{i}]", v.layout, v.shape, v.dtype) for i, v in enumerate(output))
     raise _emit.Unsupported("a submodule that returns something other than a tensor or a tuple/list of them")
 
 
@@ -104,9 +106,10 @@ def dropouts(instance: Instance) -> list[tuple]:
     ('module', path) for a Dropout module, ('function', innermost module path, k) for the k-th functional one
     there (what parity.port.check finds in torch's own trace)."""
     rows = []
-    graph = {n.name: n for n in instance.traced.graph.nodes}
+    traced = instance.traced.train or instance.traced  # dropouts are drawn in the train-mode graph
+    graph = {n.name: n for n in traced.graph.nodes}
     counts: dict[str, int] = {}
-    order = [n for n in instance.traced.graph.nodes if is_random(n)]
+    order = [n for n in traced.graph.nodes if is_random(n)]
     index = {}
     for n in order:
         where = _prefixed(instance.path, innermost_module(n))

@@ -81,14 +81,17 @@ def build(module: torch.nn.Module, example_input: Any) -> Ported:
         ("(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")" if isinstance(output, tuple)
          else "[" + ", ".join(names) + "]")
     state = module.state_dict()
-    weights = _ordered(_nest.weights(root), state)
+    rows = _nest.weights(root)
+    weights = _ordered([w for w in rows if w.kind != "constant"], state)
+    constants = {w.flax_path: (w.key, own.get_buffer(w.key).numpy()) for w in rows if w.kind == "constant"}
     classes = _classes.resolve(root, [f"return {structure}"])
     input_shape = Layout.channels_last(example.ndim).flax_shape(tuple(example.shape))
     outputs = [Layout.channels_last(v.rank).flax_shape(v.shape) for v in values]
     source = _source.write(classes, _origin(module), input_shape, outputs)
     name = f"parity_port_{classes[-1].name}_{next(_COUNTER)}"
     cls = _tabled(_source.instantiate(source, classes[-1].name, name), _table(weights),
-                  tuple(_nest.dropouts(root)))
+                  tuple(_nest.dropouts(root)), constants,
+                  any(i.traced.train is not None for i in _nest.instances(root)))
     flax_module = cls()
     variables = load_state_dict(flax_module, state)
     _check_variables(flax_module, variables, input_shape)
@@ -99,14 +102,18 @@ def _table(weights: list[_emit.Weight]) -> tuple:
     return tuple((w.key, w.flax_path, w.kind, w.shape, w.flatten_from) for w in weights)
 
 
-def _tabled(cls: type, weights: tuple, dropouts: tuple) -> type:
+def _tabled(cls: type, weights: tuple, dropouts: tuple, constants: dict, train_branches: bool) -> type:
     """The class with its tables: TORCH_WEIGHTS, per torch state_dict key (torch's order) the Flax variable, its
     layout change, its torch shape and, for a Linear after a flatten, the channels-last (*spatial, C) its
     features come from; TORCH_DROPOUTS, per dropout of torch's graph, the Flax module drawing its mask and the
-    layout of its input (to replay the masks in torch)."""
+    layout of its input (to replay the masks in torch); TORCH_CONSTANTS, per Flax variable of a buffer that is
+    not in the state_dict (registered with persistent=False: BlurPool's filter), its torch name and value;
+    TORCH_TRAIN_BRANCHES: some forward runs other operations in train mode (written `if train:`)."""
     cls.TORCH_WEIGHTS = tuple(tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in weights)
     cls.TORCH_DROPOUTS = tuple((tuple(ref), flax, tuple(perm), flat and tuple(flat))
                                for ref, flax, perm, flat in dropouts)
+    cls.TORCH_CONSTANTS = {path: (key, np.asarray(value)) for path, (key, value) in constants.items()}
+    cls.TORCH_TRAIN_BRANCHES = bool(train_branches)
     return cls
 
 
@@ -117,8 +124,14 @@ def _check_variables(model: nn.Module, variables: dict, input_shape: tuple[int, 
     expected = {k: tuple(v.shape) for k, v in flatten_dict(dict(shapes)).items()}
     got = {k: tuple(v.shape) for k, v in flatten_dict(variables).items()}
     if expected != got:
-        raise PortError(f"internal error: the generated module's variables {expected} differ from the converted "
-                        f"weights {got}; please report this with your module")
+        path = "/".join
+        lines = [f"  only the module declares {path(k)} {v}" for k, v in expected.items() if k not in got] + \
+            [f"  only the weights hold {path(k)} {v}" for k, v in got.items() if k not in expected] + \
+            [f"  {path(k)}: the module declares {v}, the weights hold {got[k]}" for k, v in expected.items()
+             if k in got and got[k] != v]
+        raise PortError("internal error: the generated module's variables differ from the converted weights "
+                        "(please report this with your module):\n" + "\n".join(lines[:20]) +
+                        (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""))
 
 
 def port(module: torch.nn.Module, example_input: Any) -> tuple[nn.Module, dict]:
@@ -145,7 +158,10 @@ def save(ported: Ported, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     cls = type(ported.module)
     (directory / "model.py").write_text(ported.source)
-    tables = {"class": cls.__name__, "weights": cls.TORCH_WEIGHTS, "dropouts": cls.TORCH_DROPOUTS}
+    constants = {path: {"key": key, "dtype": str(value.dtype), "value": value.tolist()}
+                 for path, (key, value) in cls.TORCH_CONSTANTS.items()}
+    tables = {"class": cls.__name__, "weights": cls.TORCH_WEIGHTS, "dropouts": cls.TORCH_DROPOUTS,
+              "constants": constants, "train_branches": cls.TORCH_TRAIN_BRANCHES}
     (directory / TABLES).write_text(json.dumps(tables, indent=1))
     io.save_flax(ported.variables, directory / "variables.safetensors")
 
@@ -166,5 +182,6 @@ def load(directory: str | Path) -> tuple[nn.Module, dict]:
                                     f"--out {directory}`")
     tables = json.loads((directory / TABLES).read_text())
     cls = _source.instantiate(path.read_text(), tables["class"], _source.module_name(directory), path.resolve())
-    cls = _tabled(cls, tables["weights"], tables["dropouts"])
+    constants = {path: (c["key"], np.asarray(c["value"], c["dtype"])) for path, c in tables.get("constants", {}).items()}
+    cls = _tabled(cls, tables["weights"], tables["dropouts"], constants, tables.get("train_branches", False))
     return cls(), io.load_flax(directory / "variables.safetensors")

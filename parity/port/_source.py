@@ -16,7 +16,7 @@ Channels-last: input {input}, output {output}. `parity.port.load(directory)` loa
 (torch_weights.json beside it maps each torch state_dict key to its Flax variable).
 """
 
-from typing import ClassVar
+{math}from typing import ClassVar
 
 {imports}'''
 
@@ -83,8 +83,10 @@ def write(classes: list[FlaxClass], origin: str, input_shape: tuple[int, ...],
     imports = "".join(line for used, line in (("jax.", "import jax\n"), ("jnp.", "import jax.numpy as jnp\n"))
                       if re.search(rf"\b{re.escape(used)}", code)) + "from flax import linen as nn\n"
     imports += "\nfrom jaxcnn import layers\n" if "layers." in code else ""
+    constants = [name for name in ("inf", "nan") if re.search(rf"(?<![\w.'\"]){name}\b", code)]  # repr(float)
+    math = f"from math import {', '.join(constants)}\n" if constants else ""
     text = HEADER.format(cls=top.torch_class.__name__, origin=f" ({origin})" if origin else "", input=shown_in,
-                         output=shown_out, imports=imports)
+                         output=shown_out, imports=imports, math=math)
     for flax_class in classes[:-1]:
         text += _class(flax_class, f'    """torch `{flax_class.torch_class.__name__}`."""\n')
     doc = TOP_DOC.format(cls=top.torch_class.__name__, input=shown_in, output=shown_out, input_shape=input_shape)

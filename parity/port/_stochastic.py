@@ -1,5 +1,5 @@
-"""Stochastic depth: torchvision.ops.stochastic_depth (fx-wrapped, so one call_function node), matched by its
-name, since torchvision need not be importable here. It becomes a jaxcnn StochasticDepth whose keep mask the
+"""Stochastic depth: torchvision.ops.stochastic_depth and timm's drop_path (each recorded as one node), matched by
+name, since neither library need be importable here. It becomes a jaxcnn StochasticDepth whose keep mask the
 check replays in torch, as a Dropout's."""
 
 from parity.port._emit import Unsupported, handles
@@ -22,3 +22,11 @@ def stochastic_depth(ctx, input, p, mode, training=True):
     # The mask is (N, 1, ..., 1) or all ones' shape: the same array in every permutation of the axes.
     ctx.dropouts[ctx.node.name] = (module.removeprefix("self."), Layout.same(input.rank))
     return ctx.out(f"{module}({input.var}, {'train' if on == 'train' else 'True'})", input.layout)
+
+
+@handles(names=("drop_path",))
+def drop_path(ctx, x, drop_prob=0.0, training=False, scale_by_keep=True):
+    """timm's drop_path(x, drop_prob, training, scale_by_keep): stochastic_depth's 'row' mode."""
+    if not scale_by_keep and float(drop_prob) > 0.0:
+        raise Unsupported("scale_by_keep=False (the kept rows not scaled by 1 / keep)")
+    return stochastic_depth(ctx, x, drop_prob, "row", training)

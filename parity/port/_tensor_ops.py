@@ -111,8 +111,6 @@ def _index(ctx: Context, value: Value, items: list) -> tuple[str, Layout]:
 def _items(value: Value, index) -> list:
     index = list(index) if isinstance(index, tuple) else [index]
     for item in index:
-        if isinstance(item, Value):
-            raise Unsupported("indexing with a tensor (advanced indexing)")
         bounds = (item.start, item.stop, item.step) if isinstance(item, slice) else ()
         if not all(v is None or isinstance(v, int) for v in bounds):
             raise Unsupported(f"a slice of other than integers ({item})")
@@ -127,6 +125,22 @@ def _items(value: Value, index) -> list:
     return index[:at] + [slice(None)] * (value.rank - used) + index[at + 1:]
 
 
+def _advanced(ctx: Context, value: Value, index: tuple) -> Value:
+    """`value[index]` where integer tensors or lists index (an attention bias gathered by a table of positions, a
+    permutation): in torch's axis order, where numpy's rules, which JAX follows, are torch's."""
+    texts = []
+    for item in index:
+        if isinstance(item, Value):
+            if item.dtype == torch.bool or item.dtype.is_floating_point:
+                raise Unsupported("indexing with a boolean mask (its result's size depends on the values)")
+            texts.append(ctx.torch_order(item))
+        elif isinstance(item, list):
+            texts.append(f"jnp.array({item})")
+        else:
+            texts.append("..." if item is Ellipsis else _slice_text(item))
+    return ctx.out(f"{ctx.torch_order(value)}[{', '.join(texts)}]", Layout.same(len(ctx.result_shape())))
+
+
 @handles(operator.getitem)
 def getitem(ctx, obj, index):
     """A tuple's element (chunk, split, a submodule's outputs: the Value itself) or tensor indexing."""
@@ -134,6 +148,9 @@ def getitem(ctx, obj, index):
         return obj[index]
     if not isinstance(obj, Value):
         raise Unsupported(f"indexing a {type(obj).__name__}")
+    items = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(item, Value) or isinstance(item, list) and all(type(i) is int for i in item) for item in items):
+        return _advanced(ctx, obj, items)
     return indexed(ctx, obj, _items(obj, index))
 
 

@@ -24,11 +24,13 @@ class Traced:
     """A traced module: `graph_module` (sharing the module's submodules), `values` (node name -> the example
     input's value there: a tensor, or a Python value such as a size), `functional_dropout` (node name of each
     F.dropout -> 'train' when it follows the module's mode, 'always' or 'never' when it does not) and the
-    `module` itself (with what its graph does not read, such as BatchNorm's num_batches_tracked)."""
+    `module` itself (with what its graph does not read, such as BatchNorm's num_batches_tracked); `train`: the
+    train-mode trace where forward branches on self.training (this one is then the eval-mode one)."""
     graph_module: fx.GraphModule
     values: dict[str, Any]
     functional_dropout: dict[str, str]
     module: torch.nn.Module
+    train: "Traced | None" = None  # the train-mode trace, where forward runs other operations in train mode
 
     @property
     def graph(self) -> fx.Graph:
@@ -57,10 +59,15 @@ def _nested_leaf(module: torch.nn.Module, args: tuple, kwargs: dict) -> bool:
                                    and all(isinstance(a, torch.Tensor) for a in args))
 
 
+# library functions of stochastic depth, by name -> the position of their `training` argument and its default:
+# torchvision's stochastic_depth(input, p, mode, training=True), timm's drop_path(x, drop_prob, training=False, ...)
+STOCHASTIC_DEPTH = {"stochastic_depth": (3, True), "drop_path": (2, False)}
+
+
 def is_random(node: fx.Node) -> bool:
-    """A functional dropout or stochastic depth (torchvision's `stochastic_depth`, matched by name)."""
+    """A functional dropout or stochastic depth (STOCHASTIC_DEPTH, matched by name)."""
     return node.op == "call_function" and (node.target is torch.nn.functional.dropout
-                                           or getattr(node.target, "__name__", "") == "stochastic_depth")
+                                           or getattr(node.target, "__name__", "") in STOCHASTIC_DEPTH)
 
 
 def innermost_module(node: fx.Node) -> str:
@@ -111,16 +118,17 @@ def _signature(gm: fx.GraphModule) -> list[tuple]:
 
 def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False) -> Traced:
     """Traces a copy of `module` (the module itself when `own_copy`: one the port made) on `example_inputs`, each
-    own_class submodule one node, in train and in eval mode (the two graphs must agree), keeping every node's value
-    of the eval-mode run. The module is left in eval mode."""
+    own_class submodule one node, in train and in eval mode, keeping every node's value of the eval-mode run;
+    where the two graphs differ (forward branches on self.training), the train-mode trace goes with it. The module
+    is left in eval mode."""
     module = module if own_copy else copy.deepcopy(module).cpu().float()
     module.train()
-    train, _ = _record(module, example_inputs, nested=True)
+    train, train_values = _record(module, example_inputs, nested=True)
     module.eval()
     gm, values = _record(module, example_inputs, nested=True)
     if _signature(train) != _signature(gm):
-        raise PortError(f"{type(module).__name__}.forward runs other operations in train mode than in eval mode "
-                        "(it branches on self.training); only Dropout and BatchNorm may depend on the mode.")
+        return Traced(gm, values, _modes(gm, "always"), module,
+                      Traced(train, train_values, _modes(train, "train"), module))
     dropout = {}
     for t, e in zip(train.graph.nodes, gm.graph.nodes):
         if is_random(e):
@@ -131,11 +139,17 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
     return Traced(gm, values, dropout, module)
 
 
+def _modes(gm: fx.GraphModule, on: str) -> dict[str, str]:
+    """The dropouts of a graph traced in one mode only: `on` where its training flag is set, else 'never'."""
+    return {n.name: on if _training_flag(n) else "never" for n in gm.graph.nodes if is_random(n)}
+
+
 def _training_flag(node: fx.Node) -> bool:
-    position = 2 if node.target is torch.nn.functional.dropout else 3  # stochastic_depth(input, p, mode, training)
+    position, default = (2, True) if node.target is torch.nn.functional.dropout else \
+        STOCHASTIC_DEPTH[node.target.__name__]
     if "training" in node.kwargs:
         return bool(node.kwargs["training"])
-    return bool(node.args[position]) if len(node.args) > position else True
+    return bool(node.args[position]) if len(node.args) > position else default
 
 
 def location(node: fx.Node) -> str:

@@ -1,4 +1,5 @@
-"""Handlers of the functional forms of layers with weights: F.batch_norm, F.conv1d/2d/3d, F.linear.
+"""Handlers of the functional forms of layers with weights: F.batch_norm, F.conv1d/2d/3d, F.linear,
+F.conv_transpose1d/2d/3d (always as the jaxcnn function of its weights).
 
 Where the weights are the module's own parameters and buffers (timm's BatchNormAct2d, a Conv2d subclass that
 pads first), the port declares the jaxcnn layer holding them, its weights mapped from the module's keys. Where
@@ -20,6 +21,11 @@ def _value(ctx: Context, weight) -> Value | None:
 def _owned(*weights) -> bool:
     """Every weight given is a parameter or buffer of the module itself (None: not given)."""
     return all(w is None or isinstance(w, Attribute) for w in weights)
+
+
+def _own_parameters(*weights) -> bool:
+    """Every weight given is a parameter of the module itself (a buffer, a filter fixed at init, is an array)."""
+    return all(w is None or isinstance(w, Attribute) and isinstance(w.tensor, torch.nn.Parameter) for w in weights)
 
 
 def _name(key: Attribute, function: str) -> tuple[str, str]:
@@ -61,7 +67,7 @@ def _conv(n: int):
     def handler(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         stride, dilation = _per_axis(stride, n), _per_axis(dilation, n)
         padding = padding if isinstance(padding, str) else _per_axis(padding, n)
-        if _owned(weight, bias):
+        if _own_parameters(weight, bias):
             return conv_layer(ctx, *_name(weight, "conv"), weight.target, bias is not None and bias.target,
                               tuple(weight.tensor.shape), input, stride, padding, dilation, groups)
         if input.rank != n + 2:
@@ -83,9 +89,26 @@ for _n, _function in ((1, F.conv1d), (2, F.conv2d), (3, F.conv3d)):
 
 @handles(F.linear, attributes=True)
 def linear(ctx, input, weight, bias=None):
-    if _owned(weight, bias):
+    if _own_parameters(weight, bias):
         return linear_layer(ctx, *_name(weight, "linear"), weight.target, bias is not None and bias.target,
                             tuple(weight.tensor.shape), input)
     x, w = ctx.torch_order(input), ctx.torch_order(_value(ctx, weight))
     b = f" + {ctx.torch_order(_value(ctx, bias))}" if bias is not None else ""
     return ctx.out(f"{x} @ {w}.T{b}", Layout.same(input.rank))
+
+
+def _conv_transpose(n: int):
+    def handler(ctx, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        if input.rank != n + 2:
+            raise Unsupported(f"a {input.rank}-D input: only batched (N, C, *{n} spatial) input is supported")
+        kernel = ctx.convert(_value(ctx, weight), Layout((*range(2, n + 2), 1, 0)))  # (I, O/g, *k) -> (*k, O/g, I)
+        b = ctx.torch_order(_value(ctx, bias)) if bias is not None else "None"
+        per_axis = [_per_axis(v, n) for v in (stride, padding, output_padding, dilation)]
+        return ctx.out(f"layers.conv_transpose({ctx.channels_last(input)}, {kernel}, {b}, stride={per_axis[0]}, "
+                       f"padding={per_axis[1]}, output_padding={per_axis[2]}, groups={groups}, "
+                       f"dilation={per_axis[3]})", Layout.channels_last(input.rank))
+    return handler
+
+
+for _n, _function in ((1, F.conv_transpose1d), (2, F.conv_transpose2d), (3, F.conv_transpose3d)):
+    handles(_function, attributes=True)(_conv_transpose(_n))

@@ -21,7 +21,8 @@ def _table(model_or_table: Any) -> Table:
 
 
 def load_state_dict(model: Any, state: Mapping[str, Any]) -> dict:
-    """Flax variables of a ported module from the torch module's state_dict (tensors or arrays).
+    """Flax variables of a ported module from the torch module's state_dict (tensors or arrays); the buffers that
+    torch keeps out of its state_dict (persistent=False) come from the port's TORCH_CONSTANTS.
 
     Raises ConversionError listing every missing key, unexpected key and shape mismatch.
     """
@@ -41,6 +42,8 @@ def load_state_dict(model: Any, state: Mapping[str, Any]) -> dict:
         w = as_numpy(state[key])
         w = kernel_to_flax(w, tuple(flatten_from) if flatten_from else None) if kind == "kernel" else w
         flat[tuple(path.split("/"))] = jnp.array(w, copy=True)
+    for path, (_, value) in getattr(model, "TORCH_CONSTANTS", {}).items():
+        flat[tuple(path.split("/"))] = jnp.array(value, copy=True)
     return unflatten_dict(flat)
 
 
@@ -54,7 +57,7 @@ def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] 
     """
     table = _table(model)
     given = {"/".join(k): v for k, v in flatten_dict(dict(variables)).items()}
-    paths = {row[1] for row in table if row[1] is not None}
+    paths = {row[1] for row in table if row[1] is not None} | set(getattr(model, "TORCH_CONSTANTS", {}))
     absent = [p for p in paths if p not in given]
     extra = [p for p in given if p not in paths]
     if absent or extra:
