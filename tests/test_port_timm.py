@@ -1,5 +1,6 @@
-"""parity.port on code it was not written for: one small network of each timm family the port supports, ported at
-64x64 and checked in eval and train mode against torch, judged by the float64 referee; every source compiles."""
+"""parity.port on code it was not written for: one small network of every CNN family of timm (its model files,
+CNN hybrids with attention included), ported and checked in eval and train mode against torch, judged by the float64
+referee; every source compiles. `make test` ports a sample; `make sweep` every family."""
 
 import numpy as np
 import pytest
@@ -8,21 +9,22 @@ import torch
 from parity import port
 from parity.originals import timm_zoo
 
-FAST = {"mobilenetv3_small_050", "regnetx_002"}  # BatchNormAct2d, SE, hard-swish; grouped convs, the stages' names
-LONG = {"efficientnet_b0"}  # over 30 s: `make sweep`
+FAST = {"mobilenetv3", "regnet"}  # BatchNormAct2d, SE, hard-swish; grouped convs, the stages' names
+SAMPLE = {"maxxvit", "efficientvit_mit", "tresnet", "rexnet"}  # attention; casts; BlurPool's buffer; shared widths
 
 
 def _cases():
-    return [name if name in FAST else pytest.param(name, marks=[pytest.mark.slow] + [pytest.mark.sweep] * (name in LONG))
-            for name in sorted(timm_zoo.PORTED.values())]
+    marks = lambda family: [] if family in FAST else [pytest.mark.slow] if family in SAMPLE else \
+        [pytest.mark.slow, pytest.mark.sweep]  # noqa: E731
+    return [pytest.param(family, marks=marks(family)) for family in sorted(timm_zoo.FAMILIES)
+            if family not in timm_zoo.REFUSED]
 
 
-@pytest.mark.parametrize("name", _cases())
-def test_a_timm_family_ports_equal_in_eval_and_train_mode(name):
+@pytest.mark.parametrize("family", _cases())
+def test_a_timm_family_ports_equal_in_eval_and_train_mode(family):
     torch.manual_seed(0)
-    module = timm_zoo.create(name)
-    size = timm_zoo.input_size(name)
-    x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    module = timm_zoo.network(family)
+    x = timm_zoo.example_input(family)
     ported = port.build(module, x)
     compile(ported.source, "model.py", "exec")
     report = port.check(module, ported.module, ported.variables, x)
@@ -31,12 +33,26 @@ def test_a_timm_family_ports_equal_in_eval_and_train_mode(name):
     assert ("batch statistics (train)" in report.verdicts) == has_batch_norm
 
 
-def test_each_family_is_named_after_its_timm_file():
+def test_every_timm_family_is_a_cnn_proven_here_or_a_transformer():
     timm = timm_zoo.import_timm()
-    registry = timm.models._registry._model_to_module
-    assert {family: registry[name] for family, name in timm_zoo.PORTED.items()} == \
-        {family: family for family in timm_zoo.PORTED}
-    assert set(timm_zoo.REFUSED) <= set(timm.list_models())
+    families = {timm_zoo.family_of(name) for name in timm.list_models()}
+    assert families == set(timm_zoo.FAMILIES) | timm_zoo.TRANSFORMERS, "a timm upgrade brought or removed families"
+    assert not set(timm_zoo.FAMILIES) & timm_zoo.TRANSFORMERS
+    assert {family: timm_zoo.family_of(e.network) for family, e in timm_zoo.FAMILIES.items()} == \
+        {family: family for family in timm_zoo.FAMILIES}
+
+
+@pytest.mark.slow
+def test_timm_stochastic_depth_and_dropout_replay_in_train_mode():
+    """timm's drop_path (a function of its own, matched by name) and its head's dropout: torch draws the same
+    masks as Flax in the check, so train mode is equal."""
+    torch.manual_seed(0)
+    module = timm_zoo.create("test_convnext", drop_path_rate=0.2, drop_rate=0.1)
+    x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    ported = port.build(module, x)
+    assert "layers.StochasticDepth(" in ported.source and "layers.Dropout(0.1)" in ported.source
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok and "forward (train)" in report.verdicts, report.table()
 
 
 @pytest.mark.slow

@@ -4,7 +4,9 @@ Per family, its small version (`zoo.tiny(name)`, the same block classes at narro
 (`port.check`: eval and train mode, each against float64); the row gives each check's Flax-vs-torch difference and
 the worst (train mode of zoo.FLOAT32_EVAL_ONLY is reported, not judged: see there). `--build NAME...` times the
 port of the full-size networks (trace, emit, build, convert; no checks) and counts the lines of their model.py.
-`--out FILE` writes the rows as JSON.
+`--timm [FAMILY...]` does the same for timm's CNN families (parity.originals.timm_zoo.FAMILIES; all when none is
+named): per family its network ported (timed) and checked, the worst check and the lines of its model.py; it needs
+timm (`pip install -e '.[timm]'`). `--out FILE` writes the rows as JSON.
 """
 
 import argparse
@@ -18,7 +20,7 @@ import torch
 
 from jaxcnn.files import write_text
 from parity import port
-from parity.originals import zoo
+from parity.originals import timm_zoo, zoo
 
 BUILD = ("resnet18", "resnet50", "densenet121", "mobilenet_v2")
 
@@ -54,6 +56,44 @@ def build_row(name: str) -> dict:
             "classes": ported.source.count("\nclass ")}
 
 
+def timm_row(family: str) -> dict:
+    """timm_zoo.FAMILIES[family] ported (seconds to build: trace, emit, build, convert) and checked."""
+    example = timm_zoo.FAMILIES[family]
+    torch.manual_seed(0)
+    module, x = timm_zoo.network(family), timm_zoo.example_input(family)
+    start = time.perf_counter()
+    ported = port.build(module, x)
+    built = time.perf_counter() - start
+    report = port.check(module, ported.module, ported.variables, x)
+    worst = max(report.verdicts, key=lambda k: report.verdicts[k].flax_float64 / report.verdicts[k].tolerance)
+    verdict = report.verdicts[worst]
+    return {"family": family, "network": example.network, "input": [example.batch, 3, example.size, example.size],
+            "ok": report.ok, "worst_check": worst, "flax_torch": verdict.flax_torch,
+            "flax_float64": verdict.flax_float64, "torch_float64": verdict.torch_float64,
+            "criterion": verdict.criterion, "build_seconds": built,
+            "check_seconds": time.perf_counter() - start - built, "model_py_lines": len(ported.source.splitlines())}
+
+
+def _timm_table(families: list[str]) -> list[dict]:
+    print(f"| {'family':<20} | {'network':<22} | {'worst check':<24} | {'flax-f64':>8} | {'torch-f64':>9} | "
+          f"{'ok':<3} | {'build s':>7} | {'lines':>5} |")
+    rows = []
+    for family in families:
+        try:
+            row = timm_row(family)
+        except port.PortError as err:
+            row = {"family": family, "network": timm_zoo.FAMILIES[family].network, "ok": False,
+                   "refused": str(err).splitlines()[0]}
+            print(f"| {family:<20} | {row['network']:<22} | refused: {row['refused'][:80]}", flush=True)
+            rows.append(row)
+            continue
+        rows.append(row)
+        print(f"| {family:<20} | {row['network']:<22} | {row['worst_check']:<24} | {row['flax_float64']:>8.1e} | "
+              f"{row['torch_float64']:>9.1e} | {'yes' if row['ok'] else 'NO':<3} | {row['build_seconds']:>7.1f} | "
+              f"{row['model_py_lines']:>5} |", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parity.bench.port", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,8 +101,16 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="NAME", help="the families to port and check (default: all)")
     parser.add_argument("--build", nargs="*", default=list(BUILD), choices=list(zoo.FAMILIES), metavar="NAME",
                         help=f"full-size networks to time the port of (default: {' '.join(BUILD)})")
+    parser.add_argument("--timm", nargs="*", metavar="FAMILY", choices=list(timm_zoo.FAMILIES),
+                        help="port and check timm's CNN families instead (all when none is named)")
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args(argv)
+    if args.timm is not None:
+        rows = _timm_table(args.timm or list(timm_zoo.FAMILIES))
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            write_text(args.out, json.dumps({"timm": rows}, indent=1))
+        return 0 if all(r["ok"] for r in rows) else 1
     families, builds = [], []
     print(f"| {'family':<20} | {'worst check':<24} | {'flax-torch':>10} | {'ok':<3} | {'s':>5} |")
     for name in args.families:

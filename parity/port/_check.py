@@ -202,6 +202,23 @@ def _mode(module, model, variables, x, targets, train: bool, seed: int) -> dict[
     return _verdicts(*runs, train, stepped)
 
 
+def _other_batch(module: torch.nn.Module, model: nn.Module, variables: dict, x: np.ndarray) -> referee.Verdict:
+    """Eval-mode outputs on a batch one larger than the port was traced with: the batch axis stays free."""
+    x = np.concatenate([x, x[-1:] * 0.5])
+    failed = referee.Verdict(float("inf"), float("inf"), 0.0, FORWARD_TOLERANCE, referee.FAILED)
+    with torch.no_grad(), exact_numerics():
+        try:
+            ours = _outputs(model.apply(variables, Layout.channels_last(x.ndim).to_flax(x)))
+        except (TypeError, ValueError):  # a shape of the traced batch written into the source
+            return failed
+        theirs = [o.double().numpy() for o in _outputs(module.eval()(torch.as_tensor(x)))]
+        exact = [o.numpy() for o in _outputs(referee.float64_copy(module).eval()(torch.as_tensor(x, dtype=torch.float64)))]
+    ours = [Layout.channels_last(o.ndim).to_torch(np.asarray(o, np.float64)) for o in ours]
+    if [o.shape for o in ours] != [o.shape for o in theirs]:
+        return failed
+    return referee.combine(referee.judge(o, t, r, FORWARD_TOLERANCE, floor=1.0) for o, t, r in zip(ours, theirs, exact))
+
+
 def round_trip_exact(module: torch.nn.Module, model: nn.Module) -> bool:
     """torch state_dict -> Flax -> torch gives every tensor back bit for bit, and loads strictly into the module."""
     state = module.state_dict()
@@ -214,7 +231,8 @@ def round_trip_exact(module: torch.nn.Module, model: nn.Module) -> bool:
 def check(module: torch.nn.Module, model: nn.Module, variables: dict, x_nchw: Any, seed: int = 0) -> Report:
     """The parity report of a port (`model`, `variables`) of `module` on the torch-layout input `x_nchw`.
 
-    Eval mode always; train mode too when the model has BatchNorm or Dropout or branches on the mode. The loss of the gradient checks
+    Eval mode always, and its outputs on a batch one larger than `x_nchw`'s (the port keeps the batch free); train
+    mode too when the model has BatchNorm or Dropout or branches on the mode. The loss of the gradient checks
     is the mean squared error of every output against fixed uniform targets."""
     x = np.asarray(x_nchw, np.float32)
     module = copy.deepcopy(module).cpu().float()
@@ -223,6 +241,7 @@ def check(module: torch.nn.Module, model: nn.Module, variables: dict, x_nchw: An
     rng = np.random.default_rng(seed)
     targets = [rng.uniform(0, 1, s).astype(np.float32) for s in shapes]
     verdicts = _mode(module, model, variables, x, targets, False, seed)
+    verdicts[f"forward (batch of {len(x) + 1})"] = _other_batch(module, model, variables, x)
     if "batch_stats" in variables or type(model).TORCH_DROPOUTS or getattr(type(model), "TORCH_TRAIN_BRANCHES", False):
         verdicts |= _mode(module, model, variables, x, targets, True, seed)
     return Report(verdicts, round_trip_exact(module, model))

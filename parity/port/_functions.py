@@ -180,7 +180,7 @@ def reshape_to_result(ctx: Context, value: Value) -> Value:
         flax_shape = value.layout.flax_shape(value.shape)
         return ctx.out(f"{value.var}.reshape({value.var}.shape[0], {shape[1]})", Layout.flat(flax_shape[1:]))
     var = ctx.torch_order(value)
-    dims = [f"{var}.shape[0]"] + [str(d) for d in shape[1:]] if keeps_batch else [str(d) for d in shape]
+    dims = [f"{var}.shape[0]" if keeps_batch else "-1"] + [str(d) for d in shape[1:]]  # -1: the batch merged with other axes follows any batch size
     return ctx.out(f"{var}.reshape({', '.join(dims)}{',' if len(dims) == 1 else ''})", Layout.same(len(shape)))
 
 

@@ -2,7 +2,6 @@
 tensors is written into an fx graph as it happens. Python reads real shapes (`if x.shape[1] != C`, `int(h / 2)`,
 keyword defaults, dataclass outputs, modules built in forward); only control flow on tensor values is refused."""
 
-import contextlib
 import dataclasses
 import inspect
 import operator
@@ -15,6 +14,8 @@ import torch
 import torch.fx as fx
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
+
+from parity.port._patching import patched
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PORT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -263,36 +264,6 @@ def _drop_unused(graph: fx.Graph) -> None:
             graph.erase_node(node)
 
 
-@contextlib.contextmanager
-def _patched(recorder: Recorder):
-    """Module calls and the named functions go through `recorder` while it records."""
-    original_call = torch.nn.Module.__call__
-
-    def call(module, *args, **kwargs):
-        return recorder.call_module(original_call, module, args, kwargs)
-
-    patched = []
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for name in recorder.named:
-            function = namespace.get(name)
-            if inspect.isfunction(function) and function.__name__ == name:
-                def wrapper(*args, _function=function, **kwargs):
-                    return recorder.call_named(_function, args, kwargs)
-                patched.append((namespace, name, function))
-                namespace[name] = wrapper
-    torch.nn.Module.__call__ = call
-    try:
-        with recorder:
-            yield
-    finally:
-        torch.nn.Module.__call__ = original_call
-        for namespace, name, function in patched:
-            namespace[name] = function
-
-
 def record(root: torch.nn.Module, example_inputs: tuple, is_leaf: Callable, named: frozenset[str] = frozenset(),
            class_name: str | None = None) -> tuple[fx.GraphModule, dict[str, Any]]:
     """Runs `root(*example_inputs)` (no gradients) and returns the fx GraphModule of what it did, and each node's
@@ -305,7 +276,7 @@ def record(root: torch.nn.Module, example_inputs: tuple, is_leaf: Callable, name
         recorder.placeholder(name, value)
     buffers = {name: b.clone() for name, b in root.named_buffers()}
     try:
-        with torch.no_grad(), torch.random.fork_rng(), _patched(recorder):
+        with torch.no_grad(), torch.random.fork_rng(), patched(recorder.named, recorder.call_named, recorder.call_module, recorder):
             result = root(*example_inputs)
     finally:  # the module as it was: BatchNorm in train mode has updated its statistics
         with torch.no_grad():

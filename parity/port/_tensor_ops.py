@@ -249,7 +249,10 @@ def reshaped(ctx: Context, value: Value) -> Value:
     new = [j for j in range(len(shape)) if j not in kept]
     out = _place(kept, new, len(shape), not value.var.startswith("self."))
     batch = ([0], [0]) in groups and keeps_batch
-    dims = [f"{value.var}.shape[{perm.index(0)}]" if batch and p == 0 else str(shape[p]) for p in out]
+    # torch axis 0 where the batch is merged or split with other axes ((N, C, H, W) -> (N * heads, d, H * W)): -1,
+    # which is the example's size at its batch, and follows the batch at any other
+    dims = [f"{value.var}.shape[{perm.index(0)}]" if batch and p == 0 else "-1" if p == 0 else str(shape[p])
+            for p in out]
     return ctx.out(f"{var}.reshape({', '.join(dims)}{',' if len(dims) == 1 else ''})", Layout(out))
 
 
