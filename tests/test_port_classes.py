@@ -3,6 +3,7 @@ a squeeze-excitation, with and without a shortcut, as in rexnet and mixnet) beco
 values are fields, never one instance's constants; the source compiles, and the port equals torch."""
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -51,3 +52,71 @@ def test_one_block_class_across_widths_and_variants_keeps_each_instance_s_values
     assert ported.source.count("class Bottleneck") == 2  # with and without the squeeze-excitation
     report = port.check(module, ported.module, ported.variables, x)
     assert report.ok, report.table() + "\n" + ported.source
+
+
+def test_an_internal_error_of_a_handler_is_a_port_error_naming_the_line(monkeypatch):
+    from parity.port import _emit
+
+    def broken(ctx, m, input):
+        raise KeyError("a handler's own bug")
+
+    class Small(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.act = nn.Conv2d(3, 4, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.conv(x))
+
+    monkeypatch.setitem(_emit.MODULES, nn.ReLU, broken)
+    with pytest.raises(port.PortError, match=r"test_port_classes\.py:\d+: return self\.act\(self\.conv\(x\)\)  <- "
+                                             r"ReLU .*internal error of the port \(KeyError"):
+        port.build(Small(), np.zeros((2, 3, 8, 8), np.float32))
+
+
+class Encoder(nn.Module):
+    """segmentation_models_pytorch's encoders: a Sequential run block by block, some blocks' outputs returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2),
+                                      nn.ReLU())
+
+    def forward(self, x):
+        features = [x]
+        for i, module in enumerate(self.features):
+            x = module(x)
+            if i in (1, 3):
+                features.append(x)
+        return features
+
+
+def test_a_sequential_whose_intermediate_outputs_are_returned_is_not_collapsed():
+    torch.manual_seed(0)
+    module = Encoder()
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    ported = port.build(module, x)
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok, report.table() + "\n" + ported.source
+
+
+def test_weights_that_forward_never_reads_are_kept_out_of_flax_and_given_back(recwarn):
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.spare = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    module = Unused()
+    x = np.random.default_rng(0).standard_normal((2, 1, 6, 6)).astype(np.float32)
+    ported = port.build(module, x)
+    assert any("spare.weight, spare.bias" in str(w.message) for w in recwarn)
+    assert set(ported.variables["params"]) == {"conv"}
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok and report.round_trip_exact, report.table()
+    back = port.torch_state_dict(ported.module, ported.variables)
+    assert back["spare.weight"].shape == (3, 3) and not back["spare.weight"].any()
+    Unused().load_state_dict(back, strict=True)

@@ -41,7 +41,7 @@ FAMILIES = {
     "inception_v4": Example("inception_v4", 96), "lcnetv2": Example("lcnetv2_small"),
     "mambaout": Example("test_mambaout"), "metaformer": Example("poolformerv2_s12"),
     "mobilenetv3": Example("mobilenetv3_small_050"), "mobilenetv5": Example("mobilenetv5_base"),
-    "nasnet": Example("nasnetalarge", 96), "nfnet": Example("test_nfnet"), "pnasnet": Example("pnasnet5large", 96),
+    "nasnet": Example("nasnetalarge", 96), "nfnet": Example("test_nfnet"), "pnasnet": Example("pnasnet5large", 96, 4),
     "rdnet": Example("rdnet_tiny"), "regnet": Example("regnetx_002"), "repghost": Example("repghostnet_050"),
     "repvit": Example("repvit_m1"), "res2net": Example("res2next50"), "resnest": Example("resnest14d"),
     "resnet": Example("test_resnet"), "resnetv2": Example("resnetv2_18"), "rexnet": Example("rexnet_100"),
@@ -50,7 +50,7 @@ FAMILIES = {
     "vovnet": Example("ese_vovnet19b_slim_dw"), "xception": Example("legacy_xception"),
     "xception_aligned": Example("xception41p"),
     # CNN hybrids: attention, or global mixing beside convolutions
-    "byoanet": Example("halonet_h1", 128), "csatv2": Example("csatv2"), "edgenext": Example("edgenext_xx_small"),
+    "byoanet": Example("botnet26t_256"), "csatv2": Example("csatv2"), "edgenext": Example("edgenext_xx_small"),
     "efficientformer": Example("efficientformer_l1", 224), "efficientformer_v2": Example("efficientformerv2_s0"),
     "efficientvim": Example("efficientvim_m1"), "efficientvit_mit": Example("efficientvit_b0"),
     "efficientvit_msra": Example("efficientvit_m0", batch=4), "fastvit": Example("fastvit_t8"),

@@ -67,7 +67,7 @@ class _Replay(fx.Interpreter):
         if n.op == "call_module":
             rate = self.module.get_submodule(n.target).p
         else:
-            rate = n.kwargs.get("p", n.kwargs.get("drop_prob", n.args[1] if len(n.args) > 1 else 0.5))
+            rate = n.kwargs.get("p", n.kwargs.get("drop_prob", n.args[1] if len(n.args) > 1 else 0.5))  # all: 2nd
         keep = self.masks[n.name].to(x.device)
         if getattr(n.target, "__name__", None) in STOCHASTIC_DEPTH:  # input * (noise / survival)
             return x * (keep.to(x.dtype) / (1.0 - rate))

@@ -80,8 +80,9 @@ def _collapse_chains(instance: Instance, body: list[str]) -> list[str]:
     return body
 
 
-def _text(instance: Instance, calls: dict[str, str]) -> tuple[list[str], list[str]]:
-    """(setup lines, body lines) of an instance, its children written as their constructors."""
+def _text(instance: Instance, calls: dict[str, str], end: list[str]) -> tuple[list[str], list[str]]:
+    """(setup lines, body lines ending with `end`, its return) of an instance, its children written as their
+    constructors."""
     ctx: Context = instance.ctx
     setup = []
     for line in ctx.setup:
@@ -95,7 +96,7 @@ def _text(instance: Instance, calls: dict[str, str]) -> tuple[list[str], list[st
         if attribute in ctx.flax_names:
             line = _named(line, ctx.flax_names[attribute])
         setup.append(line)
-    return setup, _collapse_chains(instance, list(ctx.body))
+    return setup, _collapse_chains(instance, list(ctx.body) + end)
 
 
 def _named(line: str, name: str) -> str:
@@ -187,11 +188,8 @@ def resolve(root: Instance, root_body_end: list[str]) -> list[FlaxClass]:
             group = [i for i in ready if type(i.module) is torch_class]
         programs = []
         for instance in group:
-            setup, body = _text(instance, {t: c.call for t, c in instance.children.items()})
-            if instance is root:
-                body += root_body_end
-            else:
-                body.append(f"return {_structure(instance.output)}")
+            end = root_body_end if instance is root else [f"return {_structure(instance.output)}"]
+            setup, body = _text(instance, {t: c.call for t, c in instance.children.items()}, end)
             signature = ", ".join(["self", *instance.inputs, "train: bool = False"])
             programs.append(_program(setup, body, signature))
         shapes: dict[str, list[int]] = {}

@@ -209,8 +209,10 @@ def _port_graph(ctx: Context, traced: Traced, input_layouts: list[Layout], refus
             if isinstance(example, torch.Tensor):
                 ctx.values[node.name] = Value(var_name(node.name), Layout.channels_last(example.ndim),
                                               tuple(example.shape), example.dtype)
-        except Unsupported as why:
-            refused.append(f"{location(node)}  <- {_describe(node, root)}: {why}")
+        except (Unsupported, Exception) as why:  # any other exception: the port's own fault, named where it arose
+            reason = why if isinstance(why, Unsupported) else \
+                f"internal error of the port ({type(why).__name__}: {why}); please report it with your module"
+            refused.append(f"{location(node)}  <- {_describe(node, root)}: {reason}")
             if isinstance(example, torch.Tensor):  # stands in, so that what follows is checked too
                 ctx.values[node.name] = Value(var_name(node.name), Layout.channels_last(example.ndim),
                                               tuple(example.shape), example.dtype)

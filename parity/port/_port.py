@@ -6,6 +6,7 @@ import inspect
 import itertools
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,15 @@ def _origin(module: torch.nn.Module) -> str:
 
 
 def _ordered(weights: list[_emit.Weight], state: dict) -> list[_emit.Weight]:
+    """The rows in the state_dict's order; a weight that forward never reads (an encoder's unused classifier) is a
+    row of kind 'unused' that Flax keeps no copy of (see _weights.numpy_state_dict for the way back)."""
     by_key = {w.key: w for w in weights}
     unused = [k for k in state if k not in by_key]
     if unused:
-        raise PortError("the module holds weights that its forward never uses (torch.fx traced no call to them): "
-                        f"{', '.join(unused)}; remove them from the module or load the state_dict without them")
-    return [by_key[k] for k in state]
+        warnings.warn(f"the module holds weights that its forward never uses: {', '.join(unused)}; the port keeps no "
+                      "copy of them (the way back to torch writes the originals where given, else zeros)",
+                      stacklevel=3)
+    return [by_key[k] if k in by_key else _emit.Weight(k, None, "unused", tuple(state[k].shape)) for k in state]
 
 
 def build(module: torch.nn.Module, example_input: Any) -> Ported:
@@ -74,6 +78,19 @@ def build(module: torch.nn.Module, example_input: Any) -> Ported:
     values = list(output) if isinstance(output, (tuple, list)) else [output]
     if not all(isinstance(v, _emit.Value) for v in values):
         raise PortError("forward must return a tensor or a tuple/list of tensors")
+    try:
+        return _written(module, own, root, example)
+    except PortError:
+        raise
+    except Exception as err:  # the port's own fault past tracing: never a bare traceback
+        raise PortError(f"internal error of the port writing {type(module).__name__} ({type(err).__name__}: {err}); "
+                        "please report it with your module") from err
+
+
+def _written(module: torch.nn.Module, own: torch.nn.Module, root: _nest.Instance, example: torch.Tensor) -> Ported:
+    """The source, class and variables of a traced tree (`build`'s second half)."""
+    output = root.output
+    values = list(output) if isinstance(output, (tuple, list)) else [output]
     ctx = root.ctx
     ctx.node = None
     names = [ctx.channels_last(v) for v in values]

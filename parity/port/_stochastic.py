@@ -1,6 +1,6 @@
-"""Stochastic depth: torchvision.ops.stochastic_depth and timm's drop_path (each recorded as one node), matched by
-name, since neither library need be importable here. It becomes a jaxcnn StochasticDepth whose keep mask the
-check replays in torch, as a Dropout's."""
+"""Stochastic depth: torchvision.ops.stochastic_depth, timm's drop_path and efficientnet_pytorch's drop_connect (each
+recorded as one node), matched by name, since none of these libraries need be importable here. It becomes a jaxcnn
+StochasticDepth whose keep mask the check replays in torch, as a Dropout's."""
 
 from parity.port._emit import Unsupported, handles
 from parity.port._layout import Layout
@@ -30,3 +30,9 @@ def drop_path(ctx, x, drop_prob=0.0, training=False, scale_by_keep=True):
     if not scale_by_keep and float(drop_prob) > 0.0:
         raise Unsupported("scale_by_keep=False (the kept rows not scaled by 1 / keep)")
     return stochastic_depth(ctx, x, drop_prob, "row", training)
+
+
+@handles(names=("drop_connect",))
+def drop_connect(ctx, inputs, p, training):
+    """efficientnet_pytorch's drop_connect(inputs, p, training): stochastic_depth's 'row' mode."""
+    return stochastic_depth(ctx, inputs, p, "row", training)

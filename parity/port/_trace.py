@@ -60,8 +60,9 @@ def _nested_leaf(module: torch.nn.Module, args: tuple, kwargs: dict) -> bool:
 
 
 # library functions of stochastic depth, by name -> the position of their `training` argument and its default:
-# torchvision's stochastic_depth(input, p, mode, training=True), timm's drop_path(x, drop_prob, training=False, ...)
-STOCHASTIC_DEPTH = {"stochastic_depth": (3, True), "drop_path": (2, False)}
+# torchvision's stochastic_depth(input, p, mode, training=True), timm's drop_path(x, drop_prob, training=False, ...),
+# efficientnet_pytorch's drop_connect(inputs, p, training)
+STOCHASTIC_DEPTH = {"stochastic_depth": (3, True), "drop_path": (2, False), "drop_connect": (2, False)}
 
 
 def is_random(node: fx.Node) -> bool:

@@ -28,7 +28,7 @@ def load_state_dict(model: Any, state: Mapping[str, Any]) -> dict:
     """
     table = _table(model)
     known = {row[0] for row in table}
-    missing = [row[0] for row in table if row[0] not in state]
+    missing = [row[0] for row in table if row[0] not in state and row[2] != "unused"]
     unexpected = [k for k in state if k not in known]
     mismatched = [f"{key}: got {tuple(np.shape(state[key]))}, the module expects {tuple(shape)}"
                   for key, path, _, shape, _ in table
@@ -51,8 +51,8 @@ def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] 
                      ) -> dict[str, np.ndarray]:
     """The torch state_dict (numpy arrays, torch's key order) of a ported module's variables.
 
-    dropped: values for what Flax does not keep (BatchNorm's num_batches_tracked), e.g. the original
-    state_dict; default 0.
+    dropped: values for what Flax does not keep (BatchNorm's num_batches_tracked, weights forward never reads),
+    e.g. the original state_dict; default zeros.
     Raises ConversionError when the variables lack an entry of the table or hold one it does not know.
     """
     table = _table(model)
@@ -63,9 +63,10 @@ def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] 
     if absent or extra:
         raise ConversionError(absent, extra, [], "Flax (ported module) -> torch")
     state = {}
-    for key, path, kind, _, flatten_from in table:
-        if path is None:
-            state[key] = as_numpy(dropped[key]) if dropped and key in dropped else np.zeros((), np.int64)
+    for key, path, kind, shape, flatten_from in table:
+        if path is None:  # num_batches_tracked; a weight forward never reads (kind 'unused')
+            zeros = np.zeros(shape, np.float32) if kind == "unused" else np.zeros((), np.int64)
+            state[key] = as_numpy(dropped[key]) if dropped and key in dropped else zeros
             continue
         w = np.asarray(given[path])
         w = kernel_to_torch(w, tuple(flatten_from) if flatten_from else None) if kind == "kernel" else w
