@@ -3,6 +3,7 @@ every node's example value, its functional dropouts, and where in the user's sou
 
 import copy
 import dataclasses
+import functools
 import inspect
 import os
 from typing import Any
@@ -123,6 +124,10 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
     where the two graphs differ (forward branches on self.training), the train-mode trace goes with it. The module
     is left in eval mode."""
     module = module if own_copy else copy.deepcopy(module).cpu().float()
+    if not _reads_mode(module):  # nothing in it can run otherwise in train mode: one recording serves both
+        module.eval()
+        gm, values = _record(module, example_inputs, nested=True)
+        return Traced(gm, values, _modes(gm, "always"), module)
     module.train()
     train, train_values = _record(module, example_inputs, nested=True)
     module.eval()
@@ -138,6 +143,22 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
             if dropout[e.name] is None:
                 raise PortError(f"{location(e)}: {e.target.__name__} is on in eval mode and off in train mode")
     return Traced(gm, values, dropout, module)
+
+
+@functools.cache
+def _class_reads_mode(cls: type) -> bool:
+    """The class's own source mentions `training` (self.training, a training= argument); unknown source: yes."""
+    try:
+        return "training" in inspect.getsource(cls)
+    except (OSError, TypeError):
+        return True
+
+
+def _reads_mode(module: torch.nn.Module) -> bool:
+    """Some class in `module`'s tree, other than torch.nn's own (whose modes the port's handlers know), may run
+    otherwise in train mode."""
+    return any(_class_reads_mode(cls) for m in module.modules() for cls in type(m).__mro__
+               if cls is not object and not cls.__module__.startswith("torch.nn"))
 
 
 def _modes(gm: fx.GraphModule, on: str) -> dict[str, str]:
