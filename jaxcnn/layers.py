@@ -405,12 +405,15 @@ class AdaptiveMaxPool(nn.Module):
 
 class Dropout(nn.Module):
     """torch.nn.Dropout: when train, zeroes with probability `rate` and scales the rest by 1/(1-rate).
+    `broadcast_dims`: axes the mask is shared along (torch's Dropout2d, which drops whole channels: the spatial
+    axes, (1, 2) in NHWC).
 
     Needs the rng 'dropout'. The kept-mask is sown into the 'intermediates'
     collection (under 'keep') when that collection is mutable, so a check can
     replay the very same mask in torch.
     """
     rate: float = 0.5
+    broadcast_dims: tuple[int, ...] = ()
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -418,7 +421,8 @@ class Dropout(nn.Module):
             return x
         if self.rate == 1.0:
             return jnp.zeros_like(x)
-        keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.rate, x.shape)
+        shape = tuple(1 if axis in self.broadcast_dims else n for axis, n in enumerate(x.shape))
+        keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.rate, shape)
         self.sow("intermediates", "keep", keep)
         return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
 

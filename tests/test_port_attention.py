@@ -115,6 +115,30 @@ def test_grn_sine_positions_normalize_expand_and_clone():
     assert "jnp.cumsum(" in ported.source and "jnp.sin(" in ported.source
 
 
+class BatchSized(nn.Module):
+    """Tensors made at the batch's size: a mask (EdgeNeXt's positional encoding), a class token expanded and one
+    repeated per image, and an index over the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.token = nn.Parameter(torch.randn(1, 4, 1))
+
+    def forward(self, x):
+        x = self.conv(x)
+        n, c, h, w = x.shape
+        mask = torch.zeros(n, h, w).cumsum(1) + torch.full((n, 1, 1), 0.5)
+        x = x * mask[:, None]
+        tokens = torch.cat([self.token.expand(n, -1, -1), self.token.repeat(n, 1, 2), x.flatten(2)], dim=2)
+        return tokens + torch.arange(n, dtype=torch.float32)[:, None, None]
+
+
+def test_sizes_that_follow_the_batch_are_written_from_it():
+    ported, report = _check(BatchSized(), (2, 3, 4, 4))
+    assert "forward (batch of 3)" in report.verdicts
+    assert "jnp.zeros((x.shape[0], 4, 4)" in ported.source and "jnp.arange(x.shape[0]" in ported.source
+
+
 def test_a_buffer_kept_out_of_the_state_dict_goes_with_the_port(tmp_path):
     class Blur(nn.Module):
         def __init__(self):
@@ -148,11 +172,13 @@ class Mixer(nn.Module):
 
 
 class Gathers(nn.Module):
-    """CBAM's spatial attention (max and mean over channels), a permutation by a list, repeat and
-    repeat_interleave, amax, a submodule called on its own output transposed."""
+    """CBAM's spatial attention (max and mean over channels), a permutation by a list and one by an int64 table
+    in the state_dict (EfficientFormer's attention_bias_idxs), repeat and repeat_interleave, amax, a submodule
+    called on its own output transposed."""
 
     def __init__(self):
         super().__init__()
+        self.register_buffer("rows", torch.tensor([5, 0, 1, 4, 2, 3]))
         self.conv = nn.Conv2d(4, 4, 3, padding=1)
         self.mix = Mixer(6)
         self.spatial = nn.Conv2d(2, 1, 3, padding=1)
@@ -161,7 +187,7 @@ class Gathers(nn.Module):
         x = self.conv(x)
         attention = torch.cat([torch.max(x, dim=1, keepdim=True)[0], x.mean(1, keepdim=True)], dim=1)
         x = x * self.spatial(attention).sigmoid()
-        x = x[:, [3, 1, 0, 2]]
+        x = x[:, [3, 1, 0, 2]][:, :, self.rows]
         x = self.mix(self.mix(x).transpose(-1, -2)).transpose(-1, -2)
         peak = x.amax(dim=(2, 3), keepdim=True).repeat(1, 1, 6, 1).repeat_interleave(1, dim=3)
         return torch.maximum(x, peak * 0.5)

@@ -105,18 +105,20 @@ def test_weights_that_forward_never_reads_are_kept_out_of_flax_and_given_back(re
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(1, 2, 3)
+            self.bn = nn.BatchNorm2d(2)
             self.spare = nn.Linear(3, 3)
+            self.spare_bn = nn.BatchNorm2d(2)  # smp's encoders keep the head's BatchNorm that forward skips
 
         def forward(self, x):
-            return self.conv(x)
+            return self.bn(self.conv(x))
 
     module = Unused()
     x = np.random.default_rng(0).standard_normal((2, 1, 6, 6)).astype(np.float32)
     ported = port.build(module, x)
     assert any("spare.weight, spare.bias" in str(w.message) for w in recwarn)
-    assert set(ported.variables["params"]) == {"conv"}
+    assert set(ported.variables["params"]) == {"conv", "bn"}
     report = port.check(module, ported.module, ported.variables, x)
-    assert report.ok and report.round_trip_exact, report.table()
+    assert report.ok and report.round_trip_exact and "batch statistics (train)" in report.verdicts, report.table()
     back = port.torch_state_dict(ported.module, ported.variables)
     assert back["spare.weight"].shape == (3, 3) and not back["spare.weight"].any()
     Unused().load_state_dict(back, strict=True)

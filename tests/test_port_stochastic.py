@@ -1,5 +1,6 @@
 """Stochastic depth as other libraries write it, matched by the function's name and replayed in the check: timm's
-drop_path and efficientnet_pytorch's drop_connect (copied here as they are written: neither library is imported)."""
+drop_path and efficientnet_pytorch's drop_connect (copied here as they are written: neither library is imported);
+channel dropout (Dropout1d, 2d), its mask shared along the spatial axes."""
 
 import numpy as np
 import torch
@@ -46,5 +47,28 @@ def test_drop_path_and_drop_connect_are_stochastic_depth_replayed_in_train_mode(
     x = np.random.default_rng(0).standard_normal((8, 4, 5, 5)).astype(np.float32)
     ported = port.build(module, x)
     assert ported.source.count("layers.StochasticDepth(") == 2
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok and "forward (train)" in report.verdicts, report.table()
+
+
+class ChannelDropouts(nn.Module):
+    """Dropout2d before a segmentation head (smp's FPN, PSPNet) and Dropout1d over a sequence of features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.drop2d = nn.Conv2d(3, 6, 3, padding=1), nn.Dropout2d(0.4)
+        self.head, self.drop1d = nn.Conv1d(6, 5, 1), nn.Dropout1d(0.3)
+
+    def forward(self, x):
+        x = self.drop2d(self.conv(x))
+        return self.drop1d(self.head(x.flatten(2)))
+
+
+def test_channel_dropouts_drop_whole_channels_replayed_in_train_mode():
+    torch.manual_seed(0)
+    module = ChannelDropouts()
+    x = np.random.default_rng(0).standard_normal((4, 3, 6, 6)).astype(np.float32)
+    ported = port.build(module, x)
+    assert "layers.Dropout(0.4, broadcast_dims=(1, 2))" in ported.source, ported.source
     report = port.check(module, ported.module, ported.variables, x)
     assert report.ok and "forward (train)" in report.verdicts, report.table()

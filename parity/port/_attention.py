@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from parity.port import _functions as fn
+from parity.port._batch import leaves
 from parity.port._emit import Unsupported, Value, handles, var_name
 from parity.port._layout import Layout
 
@@ -43,10 +44,10 @@ def scaled_dot_product_attention(ctx, query, key, value, attn_mask=None, dropout
 
 @handles(methods=("expand",))
 def expand(ctx, input, *sizes):
-    sizes = list(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (list, tuple, torch.Size)) else list(sizes)
+    sizes = leaves(sizes)
     x = ctx.torch_order(input)
     new = len(sizes) - input.rank
-    dims = [f"{x}.shape[{i - new}]" if i >= new and (s == -1 or s == input.shape[i - new]) else str(s)
+    dims = [f"{x}.shape[{i - new}]" if i >= new and (s == -1 or s == input.shape[i - new]) else ctx.size(1 + i, s)
             for i, s in enumerate(sizes)]  # kept axes follow the input (the batch stays free)
     return _torch_out(ctx, f"jnp.broadcast_to({x}, ({', '.join(dims)},))")
 
@@ -102,13 +103,14 @@ def cumsum(ctx, input, dim, dtype=None):
 def arange(ctx, *args, dtype=None, device=None, layout=None, requires_grad=False, pin_memory=False, out=None):
     example = ctx.example(ctx.node.name)
     kind = "jnp.float32" if example.dtype.is_floating_point else "jnp.int32"
-    return _torch_out(ctx, f"jnp.arange({', '.join(repr(a) for a in args)}, dtype={kind})")
+    return _torch_out(ctx, f"jnp.arange({', '.join(ctx.size(i, a) for i, a in enumerate(args))}, dtype={kind})")
 
 
 def _factory(function: str):
     def handler(ctx, *size, fill_value=None, dtype=None, device=None, layout=None, requires_grad=False,
                 pin_memory=False, out=None, memory_format=None):
-        shape = tuple(ctx.result_shape())
+        dims = [ctx.size(i, s) for i, s in enumerate(leaves(size[:1] if function == "full" else size))]
+        shape = f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
         example = ctx.example(ctx.node.name)
         kind = "jnp.float32" if example.dtype.is_floating_point else "jnp.int32" if example.dtype != torch.bool \
             else "bool"
@@ -153,9 +155,8 @@ handles(torch.minimum)(lambda ctx, input, other: _extreme("min")(ctx, input, oth
 
 @handles(methods=("repeat",))
 def repeat(ctx, input, *repeats):
-    repeats = tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (list, tuple, torch.Size)) \
-        else tuple(repeats)
-    return _torch_out(ctx, f"jnp.tile({ctx.torch_order(input)}, {repeats})")
+    counts = [ctx.size(1 + i, r) for i, r in enumerate(leaves(repeats))]
+    return _torch_out(ctx, f"jnp.tile({ctx.torch_order(input)}, ({', '.join(counts)},))")
 
 
 @handles(torch.repeat_interleave, methods=("repeat_interleave",))

@@ -53,6 +53,9 @@ class Report:
                 "checks": {k: dataclasses.asdict(v) | {"ok": v.ok} for k, v in self.verdicts.items()}}
 
 
+DROPOUTS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
+
+
 class _Replay(fx.Interpreter):
     """Runs a traced module with each dropout applying a given mask (node name -> keep mask, torch layout)."""
 
@@ -109,7 +112,7 @@ def _references(module: torch.nn.Module, x: np.ndarray) -> dict[tuple, str]:
     finally:
         module.train(training)
     for n in graph.nodes:
-        if n.op == "call_module" and isinstance(module.get_submodule(n.target), torch.nn.Dropout):
+        if n.op == "call_module" and isinstance(module.get_submodule(n.target), DROPOUTS):
             references[("module", n.target)] = n.name
         elif is_random(n):
             where = innermost_module(n)
@@ -188,8 +191,8 @@ def _mode(module, model, variables, x, targets, train: bool, seed: int) -> dict[
             if k in t_grads}
     stats = {}
     if train and "batch_stats" in variables:
-        stats = {k: v.astype(np.float64) for k, v in _statistics(
-            numpy_state_dict(model, {**variables, "batch_stats": new["batch_stats"]})).items()}
+        stats = {k: v.astype(np.float64) for k, v in _statistics(numpy_state_dict(  # unused: torch's, unchanged
+            model, {**variables, "batch_stats": new["batch_stats"]}, dropped=module.state_dict())).items()}
     runs = (outputs, ours, stats), (t_out, t_grads, _statistics(t_state) if stats else {}), \
         (r_out, r_grads, _statistics(r_state) if stats else {})
     verdicts = _verdicts(*runs, train)
@@ -212,11 +215,20 @@ def _other_batch(module: torch.nn.Module, model: nn.Module, variables: dict, x: 
         except (TypeError, ValueError):  # a shape of the traced batch written into the source
             return failed
         theirs = [o.double().numpy() for o in _outputs(module.eval()(torch.as_tensor(x)))]
-        exact = [o.numpy() for o in _outputs(referee.float64_copy(module).eval()(torch.as_tensor(x, dtype=torch.float64)))]
+        float64_module = referee.float64_copy(module).eval()
+        exact = [o.numpy() for o in _outputs(float64_module(torch.as_tensor(x, dtype=torch.float64)))]
     ours = [Layout.channels_last(o.ndim).to_torch(np.asarray(o, np.float64)) for o in ours]
     if [o.shape for o in ours] != [o.shape for o in theirs]:
         return failed
-    return referee.combine(referee.judge(o, t, r, FORWARD_TOLERANCE, floor=1.0) for o, t, r in zip(ours, theirs, exact))
+    verdict = referee.combine(referee.judge(o, t, r, FORWARD_TOLERANCE, floor=1.0)
+                              for o, t, r in zip(ours, theirs, exact))
+    if verdict.ok:
+        return verdict
+    with torch.no_grad():
+        stepped = [[o.numpy() for o in _outputs(m(torch.from_numpy(xs)))]
+                   for m, xs in referee.stepped(float64_module, x)]
+    return referee.combine(referee.judge(o, t, r, FORWARD_TOLERANCE, 1.0, [s[i] for s in stepped])
+                           for i, (o, t, r) in enumerate(zip(ours, theirs, exact)))
 
 
 def round_trip_exact(module: torch.nn.Module, model: nn.Module) -> bool:

@@ -50,8 +50,9 @@ class Attribute:
 @dataclasses.dataclass
 class Weight:
     """One torch state_dict entry: the Flax variable holding it ('params/conv1/kernel'; None when Flax keeps
-    no copy, as for num_batches_tracked), how its layout changes ('kernel', 'copy', 'dropped'), its torch shape,
-    and for a Linear fed by a channels-last flatten the (*spatial, C) shape its input features come from."""
+    no copy, as for num_batches_tracked), how it changes ('kernel', 'copy', 'dropped'; 'index': an int64 table,
+    int32 in Flax), its torch shape, and for a Linear fed by a channels-last flatten the (*spatial, C) shape its
+    input features come from."""
     key: str
     flax_path: str | None
     kind: str
@@ -105,6 +106,17 @@ class Context:
 
     def result_shape(self) -> tuple[int, ...]:
         return tuple(self.example(self.node.name).shape)
+
+    def size(self, position: int, number: int) -> str:
+        """A size argument of the current node (at `position` among parity.port._batch.leaves of its args): the
+        example's number, or an expression of the input's batch where the number follows the batch."""
+        k = self.traced.batch_arguments.get(self.node.name, {}).get(position)
+        inputs = (self.values.get(n.name) for n in self.traced.graph.nodes if n.op == "placeholder")
+        first = next((v for v in inputs if isinstance(v, Value) and v.rank), None)
+        if k is None or first is None:
+            return repr(number)
+        batch = f"{first.var}.shape[{first.layout.perm.index(0)}]"
+        return batch if k == 1 else f"{k} * {batch}"
 
     def convert(self, value: Value, layout: Layout) -> str:
         """The name of `value` held in `layout`, converting (once per value and layout) where they differ."""

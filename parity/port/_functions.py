@@ -269,12 +269,15 @@ handles(torch.avg_pool1d)(avg_pool(1))  # torch.* spellings that exist beside th
 handles(torch.adaptive_avg_pool1d)(adaptive_pool("avg", 1))
 
 
-def dropout_call(ctx: Context, input: Value, rate: float, name: str, torch_path: str, mode: str) -> Value:
+def dropout_call(ctx: Context, input: Value, rate: float, name: str, torch_path: str, mode: str,
+                 shared: tuple[int, ...] = ()) -> Value:
     """A jaxcnn Dropout (its mask sown for replay), on when `mode` says: 'train' (the module's train flag),
-    'always', 'never'."""
+    'always', 'never'; its mask shared along the torch axes `shared` (Dropout2d's spatial axes)."""
     if mode == "never" or rate == 0:
         return _same(ctx, input)
-    module = ctx.submodule(torch_path, f"layers.Dropout({float(rate)!r})", name)
+    held = tuple(sorted(input.layout.perm.index(a) for a in shared))
+    broadcast = f", broadcast_dims={held}" if held else ""
+    module = ctx.submodule(torch_path, f"layers.Dropout({float(rate)!r}{broadcast})", name)
     ctx.dropouts[ctx.node.name] = (module.removeprefix("self."), input.layout)
     return ctx.out(f"{module}({input.var}, {'train' if mode == 'train' else 'True'})", input.layout)
 
@@ -297,7 +300,8 @@ def get_attr(ctx, target):
                          if is_parameter else f"self.variable('buffers', {n!r}, jnp.zeros, {shape}{dtype})")
     owner, _, leaf = target.rpartition(".")
     persistent = leaf not in ctx.traced.module.get_submodule(owner)._non_persistent_buffers_set
-    kind = "copy" if is_parameter or persistent else "constant"  # not in the state_dict: kept with the port
+    # not in the state_dict: kept with the port; torch's int64 index tables are int32 in Flax and int64 again back
+    kind = "constant" if not (is_parameter or persistent) else "index" if tensor.dtype == torch.int64 else "copy"
     ctx.add_weight(target, f"{'params' if is_parameter else 'buffers'}/{name.removeprefix('self.')}", kind, shape)
     var = name if is_parameter else f"{name}.value"
     return Value(var, Layout.same(len(shape)), shape, tensor.dtype)

@@ -127,6 +127,20 @@ def dropout(ctx: Context, m, input: Value) -> Value:
     return fn.dropout_call(ctx, input, m.p, None, ctx.node.target, "train")
 
 
+def _channel_dropout(rank: int):
+    """Dropout1d / 2d / 3d: whole channels of an (N, C, *spatial) input (rank `rank`), the mask shared along
+    the spatial axes."""
+    def handler(ctx: Context, m, input: Value) -> Value:
+        if input.rank != rank:
+            raise Unsupported(f"{type(m).__name__} of a {input.rank}-d input (the port takes (N, C, *spatial))")
+        return fn.dropout_call(ctx, input, m.p, None, ctx.node.target, "train", tuple(range(2, rank)))
+    return handler
+
+
+for _rank, _module in ((3, nn.Dropout1d), (4, nn.Dropout2d), (5, nn.Dropout3d)):
+    handles(_module)(_channel_dropout(_rank))
+
+
 def _activation(function, **attributes):
     """A module that is `function` with some of its attributes as arguments."""
     def handler(ctx: Context, m, input: Value) -> Value:

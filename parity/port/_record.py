@@ -97,6 +97,7 @@ class Recorder(TorchFunctionMode):
         self._stale: dict[int, str] = {}  # id(tensor) -> the line that changed its storage in place after it was made
         self._quiet = 0
         self.constants: dict[str, torch.Tensor] = {}
+        self.inline: set[type] = {type(root)}  # the classes whose forward ran into this graph (not as one node)
 
     # -- the graph ----------------------------------------------------------------------------------------------
     def placeholder(self, name: str, value: torch.Tensor) -> fx.Node:
@@ -220,6 +221,7 @@ class Recorder(TorchFunctionMode):
             return self.record("call_module", path, args, kwargs, result,
                                in_place=getattr(module, "inplace", False) is True)
         self._stack.append(_Call(module, path or ""))
+        self.inline.add(type(module))
         try:
             return call(module, *args, **kwargs)
         finally:
@@ -287,4 +289,5 @@ def record(root: torch.nn.Module, example_inputs: tuple, is_leaf: Callable, name
     for name, value in recorder.constants.items():
         root.register_buffer(name, value, persistent=False)
     gm = fx.GraphModule(root, recorder.graph, class_name or type(root).__name__)
+    gm.meta["inline"] = frozenset(recorder.inline)
     return gm, recorder.values

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from parity.port._batch import batch_arguments
 from parity.port._record import StaleView, ValueDependent, record, where
 
 NAMED_FUNCTIONS: set[str] = set()  # library functions recorded as one node, by __name__ (parity.port._emit fills it)
@@ -32,6 +33,7 @@ class Traced:
     functional_dropout: dict[str, str]
     module: torch.nn.Module
     train: "Traced | None" = None  # the train-mode trace, where forward runs other operations in train mode
+    batch_arguments: dict[str, dict[int, int]] = dataclasses.field(default_factory=dict)  # see parity.port._batch
 
     @property
     def graph(self) -> fx.Graph:
@@ -124,17 +126,20 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
     where the two graphs differ (forward branches on self.training), the train-mode trace goes with it. The module
     is left in eval mode."""
     module = module if own_copy else copy.deepcopy(module).cpu().float()
-    if not _reads_mode(module):  # nothing in it can run otherwise in train mode: one recording serves both
-        module.eval()
-        gm, values = _record(module, example_inputs, nested=True)
-        return Traced(gm, values, _modes(gm, "always"), module)
-    module.train()
-    train, train_values = _record(module, example_inputs, nested=True)
     module.eval()
     gm, values = _record(module, example_inputs, nested=True)
+    if not _reads_mode(gm.meta["inline"]):  # nothing it runs inline can run otherwise in train mode
+        return Traced(gm, values, _modes(gm, "always"), module,
+                      batch_arguments=_batch_arguments(module, gm, example_inputs))
+    module.train()
+    try:
+        train, train_values = _record(module, example_inputs, nested=True)
+    finally:
+        module.eval()
+    batch = _batch_arguments(module, gm, example_inputs)
     if _signature(train) != _signature(gm):
         return Traced(gm, values, _modes(gm, "always"), module,
-                      Traced(train, train_values, _modes(train, "train"), module))
+                      Traced(train, train_values, _modes(train, "train"), module, batch_arguments=batch), batch)
     dropout = {}
     for t, e in zip(train.graph.nodes, gm.graph.nodes):
         if is_random(e):
@@ -142,7 +147,12 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
             dropout[e.name] = {(True, False): "train", (True, True): "always", (False, False): "never"}.get(modes)
             if dropout[e.name] is None:
                 raise PortError(f"{location(e)}: {e.target.__name__} is on in eval mode and off in train mode")
-    return Traced(gm, values, dropout, module)
+    return Traced(gm, values, dropout, module, batch_arguments=batch)
+
+
+def _batch_arguments(module: torch.nn.Module, gm: fx.GraphModule, example_inputs: tuple) -> dict:
+    """The sizes of `gm` (recorded in eval mode) that follow the batch; found in eval mode, named alike in train."""
+    return batch_arguments(gm, example_inputs, lambda inputs: _record(module, inputs, nested=True)[0])
 
 
 @functools.cache
@@ -154,11 +164,12 @@ def _class_reads_mode(cls: type) -> bool:
         return True
 
 
-def _reads_mode(module: torch.nn.Module) -> bool:
-    """Some class in `module`'s tree, other than torch.nn's own (whose modes the port's handlers know), may run
-    otherwise in train mode."""
-    return any(_class_reads_mode(cls) for m in module.modules() for cls in type(m).__mro__
-               if cls is not object and not cls.__module__.startswith("torch.nn"))
+def _reads_mode(classes: frozenset[type]) -> bool:
+    """Some of `classes` (the traced module's, and those whose forward ran inline in its graph), other than
+    torch.nn's own (whose modes the port's handlers know), may run otherwise in train mode. A submodule recorded
+    as one node is traced on its own, and decides there."""
+    return any(_class_reads_mode(c) for cls in classes for c in cls.__mro__
+               if c is not object and not c.__module__.startswith("torch.nn"))
 
 
 def _modes(gm: fx.GraphModule, on: str) -> dict[str, str]:

@@ -69,7 +69,8 @@ def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] 
             state[key] = as_numpy(dropped[key]) if dropped and key in dropped else zeros
             continue
         w = np.asarray(given[path])
-        w = kernel_to_torch(w, tuple(flatten_from) if flatten_from else None) if kind == "kernel" else w
+        w = kernel_to_torch(w, tuple(flatten_from) if flatten_from else None) if kind == "kernel" else \
+            w.astype(np.int64) if kind == "index" else w
         state[key] = np.array(w, copy=True, order="C")
     return state
 
