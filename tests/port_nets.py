@@ -1,5 +1,7 @@
 """torch networks written for parity.port's tests: what everyday CNNs are made of, in the styles people write."""
 
+import collections
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -262,6 +264,29 @@ class SliceAssignment(nn.Module):
         return a
 
 
+Outputs = collections.namedtuple("Outputs", ["logits", "features"])
+
+
+class NamedOutputs(nn.Module):
+    """Returns a namedtuple (torchvision's GoogLeNetOutputs, InceptionOutputs are ones)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2, 3)
+
+    def forward(self, x):
+        features = self.conv(x)
+        return Outputs(self.fc(features.mean((2, 3))), features)
+
+
+class AuxiliaryInTraining(NamedOutputs):
+    """Adds an auxiliary output in train mode only, as torchvision's GoogLeNet does with aux_logits=True."""
+
+    def forward(self, x):
+        outputs = super().forward(x)
+        return outputs if self.training else outputs.logits
+
+
 NETWORKS = {
     "residual": (TinyResNet, (2, 3, 16, 16)),
     "concatenation": (Inception, (2, 3, 11, 11)),
@@ -272,4 +297,5 @@ NETWORKS = {
     "layout_twists": (LayoutTwists, (3, 4, 6, 6)),
     "in_place": (InPlaceReuse, (2, 1, 8, 8)),
     "mode_branches": (Branching, (2, 1, 8, 8)),
+    "named_outputs": (NamedOutputs, (2, 1, 8, 8)),
 }

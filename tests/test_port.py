@@ -177,6 +177,7 @@ def test_every_unsupported_operation_is_listed_with_its_line():
     (port_nets.DataDependent, r"DataDependent \(port_nets\.py\) reads tensor values into Python control flow at "
                               r"port_nets\.py:\d+: if x\.sum\(\) > 0: \(Tensor\.__bool__\)"),
     (port_nets.CumulativeBatchNorm, "momentum=None"),
+    (port_nets.AuxiliaryInTraining, "returns other outputs in train mode than in eval mode.*aux_logits=False"),
     (port_nets.SliceAssignment, r"port_nets\.py:\d+: a\[:, 0\] = 0\.0  <- tensor item assignment"),
     (port_nets.InPlaceView, r"port_nets\.py:\d+: return first \* 2: reads a view of a tensor that was changed in place "
                             r"afterwards \(port_nets\.py:\d+: a\.relu_\(\)\)"),

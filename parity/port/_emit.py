@@ -57,7 +57,8 @@ def _resolve(ctx: Context, arg: Any) -> Any:
             raise _Skipped()
         return ctx.values[arg.name]
     if isinstance(arg, (list, tuple)):
-        return type(arg)(_resolve(ctx, a) for a in arg)
+        items = [_resolve(ctx, a) for a in arg]
+        return type(arg)(*items) if hasattr(arg, "_fields") else type(arg)(items)
     if isinstance(arg, dict):
         return {k: _resolve(ctx, v) for k, v in arg.items()}
     return arg
@@ -125,7 +126,9 @@ def _branches(ctx: Context, eval_body: list[str], output: Any, train_output: Any
     flat, train_flat = _flat(output), _flat(train_output)
     if type(output) is not type(train_output) or [v.shape for v in flat] != [v.shape for v in train_flat]:
         raise PortError(f"{ctx.traced.graph_module.__class__.__name__}.forward returns other outputs in train mode "
-                        "than in eval mode; the port writes both modes, but their outputs must have one structure")
+                        "than in eval mode; the port writes both modes, but their outputs must have one structure: "
+                        "build it so that both return the same (torchvision's GoogLeNet and Inception3, which add "
+                        "auxiliary logits in train mode: aux_logits=False)")
     named = []
     for i, (e, t) in enumerate(zip(flat, train_flat)):
         name = e.var if e.var.isidentifier() else f"output_{i}"

@@ -250,12 +250,14 @@ def _is_tensor_method(func) -> bool:
 
 def plain_output(result: Any) -> Any:
     """A forward's result as tensors in tuples, lists and dicts: a dataclass of outputs (transformers'
-    ModelOutput, a user's) as the tuple of its tensor fields."""
+    ModelOutput, a user's) as the tuple of its tensor fields, a namedtuple as a tuple."""
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         values = [getattr(result, f.name) for f in dataclasses.fields(result)]
         return tuple(plain_output(v) for v in values if v is not None)
     if isinstance(result, dict) and type(result) is not dict:
         return tuple(plain_output(v) for v in result.values() if v is not None)
+    if isinstance(result, tuple) and hasattr(result, "_fields"):  # a namedtuple (torchvision's GoogLeNetOutputs)
+        return tuple(plain_output(v) for v in result)
     return result
 
 

@@ -116,8 +116,23 @@ def flat_trace(module: torch.nn.Module, example_inputs: tuple) -> fx.GraphModule
     return _record(module, example_inputs, nested=False)[0]
 
 
-def _signature(gm: fx.GraphModule) -> list[tuple]:
-    return [(n.op, n.target if n.op != "call_function" else id(n.target), n.name) for n in gm.graph.nodes]
+def _signature(gm: fx.GraphModule, training: bool) -> list[tuple]:
+    """What a graph does, node by node (operation and arguments), but for what follows the mode by design: the
+    training flags of dropouts (functional_dropout) and of F.batch_norm on running statistics (ported as a
+    BatchNorm following `train`) where the flag is the recording's mode."""
+    signature = []
+    for n in gm.graph.nodes:
+        target = n.target if n.op != "call_function" else id(n.target)
+        if is_random(n):
+            signature.append((n.op, target, n.name))
+            continue
+        args, kwargs = n.args, dict(n.kwargs)
+        if n.target is torch.nn.functional.batch_norm:
+            flag = kwargs.pop("training", args[5] if len(args) > 5 else False)
+            args = args[:5] + (None,) + args[6:] if len(args) > 5 else args
+            kwargs["training"] = "mode" if flag == training else flag
+        signature.append((n.op, target, n.name, repr((args, kwargs))))
+    return signature
 
 
 def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False) -> Traced:
@@ -137,7 +152,7 @@ def trace(module: torch.nn.Module, example_inputs: tuple, own_copy: bool = False
     finally:
         module.eval()
     batch = _batch_arguments(module, gm, example_inputs)
-    if _signature(train) != _signature(gm):
+    if _signature(train, True) != _signature(gm, False):
         return Traced(gm, values, _modes(gm, "always"), module,
                       Traced(train, train_values, _modes(train, "train"), module, batch_arguments=batch), batch)
     dropout = {}
