@@ -76,7 +76,7 @@ def test_port_replaces_an_earlier_port_only_with_overwrite_and_takes_kwargs(tmp_
 
 @pytest.mark.parametrize("target, shape, words", [
     ("Unsupported", "1,1,8,8", "PixelShuffle"),
-    ("NoSuchClass", "1,1,8,8", "its nn.Module classes: Branching"),
+    ("NoSuchClass", "1,1,8,8", "its nn.Module classes: AuxiliaryInTraining, Branching"),
     ("Functional", "2,x,28", "--input-shape"),
     ("Functional", "2,3,28,28", "--input-shape N,C,H,W"),
 ])
