@@ -108,3 +108,18 @@ def test_the_spread_is_of_the_step_size_where_no_activation_is_near_a_kink():
     exact = _float64_gradient(module, x)
     spreads = [referee.relative_difference(_float64_gradient(m, xs), exact) for m, xs in referee.stepped(module, x)]
     assert max(spreads) < 100 * referee.SPREAD_STEP
+
+
+def test_where_float32_cannot_judge_the_port_is_judged_in_float64_by_the_conditioning_torch_shows():
+    chaotic = referee.verdict(75.0, 11.0, 0.86, 1e-4, float64_spread=1.0)  # ghostnetv2's train gradients at 64px
+    assert not chaotic.ok and referee.float32_cannot_judge(chaotic)
+    proven = referee.proven_in_float64(chaotic, 3.4e-8)
+    assert proven.criterion == referee.FLOAT64_PORT and proven.float64_port == 3.4e-8
+    assert not referee.proven_in_float64(chaotic, 1e-3).ok  # a wrong port is wrong in float64 too
+    well_conditioned = referee.verdict(1e-2, 1e-2, 1e-6, 1e-4)  # torch's float32 can judge: the port must pass it
+    assert not referee.float32_cannot_judge(well_conditioned)
+    assert not referee.proven_in_float64(well_conditioned, 0.0).ok
+    # the allowance grows with the amplification float32 shows (2^-29: float64's rounding against float32's)
+    assert referee.proven_in_float64(referee.verdict(1.0, 1.0, 1e-3, 1e-4), 1e-9).ok
+    assert not referee.proven_in_float64(referee.verdict(1.0, 1.0, 1e-3, 1e-4), 1e-8).ok
+    assert referee.combine([proven, referee.verdict(0, 0, 0, 1e-4)]).criterion == referee.FLOAT64_PORT
