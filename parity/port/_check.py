@@ -132,8 +132,13 @@ def _flax_run(model: nn.Module, variables: dict, x: np.ndarray, targets: list, t
 
 def _judge_mapping(flax: dict, torch_: dict, float64: dict, tolerance: float, floor_fraction: float = 0.0,
                    stepped: list[dict] = ()):
-    floor = floor_fraction * max((float(np.max(np.abs(g))) for g in float64.values() if g.size), default=0.0)
-    return referee.combine(referee.judge_each(flax, torch_, float64, tolerance, floor, stepped).values())
+    return referee.combine(referee.judge_each(flax, torch_, float64, tolerance, _floor(float64, floor_fraction),
+                                              stepped).values())
+
+
+def _floor(float64: dict, fraction: float) -> float:
+    """`fraction` of the largest magnitude among the tensors: a tensor that is 0 exactly is judged on this scale."""
+    return fraction * max((float(np.max(np.abs(g))) for g in float64.values() if g.size), default=0.0)
 
 
 def _statistics(state: dict) -> dict:
@@ -206,7 +211,7 @@ def _float64_port(module, model, variables, x, targets64, train: bool, seed: int
 
 
 def _distance(ours: dict, float64: dict, floor_fraction: float = 1e-2) -> float:
-    floor = floor_fraction * max((float(np.max(np.abs(g))) for g in float64.values() if g.size), default=0.0)
+    floor = _floor(float64, floor_fraction)
     return max((referee.relative_difference(ours[k], g, floor) for k, g in float64.items()), default=0.0)
 
 

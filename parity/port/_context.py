@@ -111,9 +111,11 @@ class Context:
         """A size argument of the current node (at `position` among parity.port._batch.leaves of its args): the
         example's number, or an expression of the input's batch where the number follows the batch."""
         k = self.traced.batch_arguments.get(self.node.name, {}).get(position)
+        if k is None:
+            return repr(number)
         inputs = (self.values.get(n.name) for n in self.traced.graph.nodes if n.op == "placeholder")
         first = next((v for v in inputs if isinstance(v, Value) and v.rank), None)
-        if k is None or first is None:
+        if first is None:
             return repr(number)
         batch = f"{first.var}.shape[{first.layout.perm.index(0)}]"
         return batch if k == 1 else f"{k} * {batch}"
