@@ -287,6 +287,23 @@ class AuxiliaryInTraining(NamedOutputs):
         return outputs if self.training else outputs.logits
 
 
+class VersionedLayout(nn.Module):
+    """Reads its layout version from the state_dict's _metadata when loading, as torchvision's MNASNet does."""
+    _version = 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args):
+        if local_metadata.get("version") != 2:
+            raise ValueError(f"version {local_metadata.get('version')} not supported")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
 NETWORKS = {
     "residual": (TinyResNet, (2, 3, 16, 16)),
     "concatenation": (Inception, (2, 3, 11, 11)),
@@ -298,4 +315,5 @@ NETWORKS = {
     "in_place": (InPlaceReuse, (2, 1, 8, 8)),
     "mode_branches": (Branching, (2, 1, 8, 8)),
     "named_outputs": (NamedOutputs, (2, 1, 8, 8)),
+    "auxiliary_in_training": (AuxiliaryInTraining, (2, 1, 8, 8)),
 }

@@ -122,3 +122,42 @@ def test_weights_that_forward_never_reads_are_kept_out_of_flax_and_given_back(re
     back = port.torch_state_dict(ported.module, ported.variables)
     assert back["spare.weight"].shape == (3, 3) and not back["spare.weight"].any()
     Unused().load_state_dict(back, strict=True)
+
+
+class DenseLayer(nn.Module):
+    """timm's DenseLayer in small: it takes the block's features so far, a list that grows by one each layer."""
+
+    def __init__(self, channels: int, growth: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels)
+        self.conv = nn.Conv2d(channels, growth, 3, padding=1)
+
+    def forward(self, features):
+        x = features if isinstance(features, torch.Tensor) else torch.cat(features, 1)
+        return self.conv(torch.relu(self.norm(x)))
+
+
+class DenseBlock(nn.Module):
+    def __init__(self, layers: int = 4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.layers = nn.ModuleList(DenseLayer(4 + 2 * i, 2) for i in range(layers))
+
+    def forward(self, x):
+        features = [self.stem(x)]
+        for layer in self.layers:
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+def test_blocks_that_take_lists_of_tensors_are_one_class_whatever_the_list_s_length():
+    torch.manual_seed(0)
+    module = DenseBlock()
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    ported = port.build(module, x)
+    compile(ported.source, "model.py", "exec")
+    assert ported.source.count("class DenseLayer") == 1, ported.source
+    assert "jnp.concatenate(features, axis=3)" in ported.source  # the argument's list, of any length
+    assert "self.layers_[3]([stem, layers_0, layers_1, layers_2], train)" in ported.source, ported.source
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok, report.table() + "\n" + ported.source

@@ -24,9 +24,11 @@ def _sized(node: fx.Node) -> bool:
         node.op == "call_method" and node.target in METHODS)
 
 
-def _grown(example_inputs: tuple, batch: int) -> tuple:
-    return tuple(torch.cat([x, x[:1]]) if isinstance(x, torch.Tensor) and x.ndim and x.shape[0] == batch else x
-                 for x in example_inputs)
+def _grown(example_inputs: Any, batch: int) -> Any:
+    if isinstance(example_inputs, (tuple, list)):  # the inputs, or an input that is a list of tensors
+        return type(example_inputs)(_grown(x, batch) for x in example_inputs)
+    x = example_inputs
+    return torch.cat([x, x[:1]]) if isinstance(x, torch.Tensor) and x.ndim and x.shape[0] == batch else x
 
 
 def batch_arguments(gm: fx.GraphModule, example_inputs: tuple,
@@ -40,7 +42,7 @@ def batch_arguments(gm: fx.GraphModule, example_inputs: tuple,
     Returns:
       {node name: {position: k}}, empty where no size follows the batch (or the module takes no larger batch).
     """
-    tensors = [x for x in example_inputs if isinstance(x, torch.Tensor) and x.ndim]
+    tensors = [x for x in leaves(example_inputs) if isinstance(x, torch.Tensor) and x.ndim]
     if not tensors:
         return {}
     batch = tensors[0].shape[0]

@@ -2,7 +2,6 @@
 Dropout make it differ, Dropout masks replayed), BatchNorm's updated statistics, the weight round trip; each
 judged against the torch module in float64 (parity.checks.referee)."""
 
-import collections
 import copy
 import dataclasses
 from typing import Any
@@ -244,8 +243,7 @@ def _other_batch(module: torch.nn.Module, model: nn.Module, variables: dict, x: 
 def round_trip_exact(module: torch.nn.Module, model: nn.Module) -> bool:
     """torch state_dict -> Flax -> torch gives every tensor back bit for bit, and loads strictly into the module."""
     state = module.state_dict()
-    tensors = collections.OrderedDict(torch_state_dict(model, load_state_dict(model, state), dropped=state))
-    tensors._metadata = getattr(state, "_metadata", None)  # the modules' versions (MNASNet's load reads its own)
+    tensors = torch_state_dict(model, load_state_dict(model, state), dropped=state)
     copy.deepcopy(module).load_state_dict(tensors, strict=True)
     return list(tensors) == list(state) and all(
         torch.equal(tensors[k], state[k].cpu()) and tensors[k].dtype == state[k].dtype for k in state)
@@ -266,5 +264,10 @@ def check(module: torch.nn.Module, model: nn.Module, variables: dict, x_nchw: An
     verdicts = _mode(module, model, variables, x, targets, False, seed)
     verdicts[f"forward (batch of {len(x) + 1})"] = _other_batch(module, model, variables, x)
     if "batch_stats" in variables or type(model).TORCH_DROPOUTS or getattr(type(model), "TORCH_TRAIN_BRANCHES", False):
+        if getattr(type(model), "TORCH_TRAIN_BRANCHES", False):  # train-mode outputs may be others (aux logits)
+            with torch.no_grad():
+                train_shapes = [tuple(o.shape) for o in _outputs(copy.deepcopy(module).train()(torch.as_tensor(x)))]
+            if train_shapes != shapes:
+                targets = [rng.uniform(0, 1, s).astype(np.float32) for s in train_shapes]
         verdicts |= _mode(module, model, variables, x, targets, True, seed)
     return Report(verdicts, round_trip_exact(module, model))

@@ -165,6 +165,8 @@ def _variant_name(base: str, first: Instance, other: Instance, used: set[str]) -
     camel = lambda names: "".join(n.title().replace("_", "") for n in sorted(names))  # noqa: E731
     name = f"{base}With{camel(mine - theirs)}" if mine > theirs else \
         f"{base}Without{camel(theirs - mine)}" if mine < theirs else base
+    if len(mine ^ theirs) > 2:  # (a DenseBlock of 24 layers rather than one of 6) by its number of submodules
+        name = f"{base}Of{len(mine)}"
     n, unique = 2, name
     while unique in used:
         unique, n = f"{name}{n}", n + 1
@@ -194,7 +196,7 @@ def resolve(root: Instance, root_body_end: list[str]) -> list[FlaxClass]:
             programs.append(_program(setup, body, signature))
         shapes: dict[str, list[int]] = {}
         for k, text in enumerate(programs):
-            key = lit.code_shape(ast.parse(text)) + repr([(l.perm, l.flat_from) for l in group[k].layouts])
+            key = lit.code_shape(ast.parse(text)) + repr([_layout_key(l) for l in group[k].layouts])
             shapes.setdefault(key, []).append(k)
         _merge_tails(shapes, programs)
         ordered = sorted(shapes.values(), key=lambda members: -len(members))  # the most used keeps the name
@@ -226,6 +228,14 @@ def resolve(root: Instance, root_body_end: list[str]) -> list[FlaxClass]:
                 instance.call = f"{name}({', '.join(given)})"
                 del pending[id(instance)]
     return classes
+
+
+def _layout_key(layout) -> tuple:
+    """An input's layout as the classes compare it; a list input by the layouts its tensors have, whatever its
+    length (a DenseLayer's list of features grows from one layer to the next; its code is the same)."""
+    if isinstance(layout, (list, tuple)):
+        return ("list", tuple(sorted({_layout_key(l) for l in layout})))
+    return layout.perm, layout.flat_from
 
 
 def _structure(output) -> str:

@@ -34,6 +34,18 @@ class Value:
         return len(self.shape)
 
 
+class Values(list):
+    """The tensors of a forward argument that is a list or tuple of them (timm's DenseLayer takes its block's
+    features so far): a Value `name[i]` per element, and `var`, the argument's name, that stands for them all."""
+
+    def __init__(self, var: str, items: list[Value]):
+        super().__init__(items)
+        self.var = var
+
+    def layouts(self) -> list[Layout]:
+        return [v.layout for v in self]
+
+
 @dataclasses.dataclass(frozen=True)
 class Attribute:
     """A parameter or buffer of the traced module (`target`: its path there, 'bn.weight') handed as it is to a
@@ -99,6 +111,7 @@ class Context:
         self.child_handler: Callable | None = None  # ports a call of an own_class submodule (parity.port._nest)
         self.node: fx.Node | None = None
         self._converted: dict[tuple[str, Layout, Layout], str] = {}
+        self.input_lists: list[Values] = []  # the forward's arguments that are lists of tensors
 
     # -- values -------------------------------------------------------------------------------------------------
     def example(self, node_name: str) -> Any:

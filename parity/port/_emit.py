@@ -1,6 +1,7 @@
 """Writing the Flax port: one pass over the traced graph turns each node into a line of `__call__` (and each
 torch submodule into a line of `setup`), tracking every value's layout (parity.port._layout)."""
 
+import dataclasses
 import inspect
 import operator
 from typing import Any, Callable
@@ -8,7 +9,7 @@ from typing import Any, Callable
 import torch
 import torch.fx as fx
 
-from parity.port._context import Attribute, Context, Unsupported, Value, Weight, var_name  # noqa: F401  (the handlers' API)
+from parity.port._context import Attribute, Context, Unsupported, Value, Values, Weight, var_name  # noqa: F401  (the handlers' API)
 from parity.port._layout import Layout
 from parity.port._trace import NAMED_FUNCTIONS, PortError, Traced, location, own_class
 
@@ -58,6 +59,9 @@ def _resolve(ctx: Context, arg: Any) -> Any:
         return ctx.values[arg.name]
     if isinstance(arg, (list, tuple)):
         items = [_resolve(ctx, a) for a in arg]
+        for whole in ctx.input_lists:  # an argument's list as a whole: its name
+            if len(whole) == len(items) and all(a is b for a, b in zip(whole, items)):
+                return whole
         return type(arg)(*items) if hasattr(arg, "_fields") else type(arg)(items)
     if isinstance(arg, dict):
         return {k: _resolve(ctx, v) for k, v in arg.items()}
@@ -106,6 +110,7 @@ def run(traced: Traced, input_layouts: list[Layout], child_handler: Callable | N
     inputs, output = _port_graph(ctx, traced, input_layouts, refused)
     if traced.train is not None and not refused:
         eval_body, ctx.body, ctx.values, ctx._converted, ctx.traced = ctx.body, [], {}, {}, traced.train
+        ctx.input_lists = []
         _, train_output = _port_graph(ctx, traced.train, input_layouts, refused)
         if not refused:
             output = _branches(ctx, eval_body, output, train_output)
@@ -120,15 +125,31 @@ def run(traced: Traced, input_layouts: list[Layout], child_handler: Callable | N
     return ctx, inputs, output
 
 
+@dataclasses.dataclass(frozen=True)
+class ModeOutputs:
+    """The outputs of a forward that returns other outputs in train mode than in eval mode (torchvision's GoogLeNet
+    and Inception3 add auxiliary logits): the lines both modes begin with (`head`), each mode's lines after them,
+    and each mode's outputs. Only the ported network itself may return them (parity.port._port writes a return
+    per mode)."""
+    head: list[str]
+    train_body: list[str]
+    eval_body: list[str]
+    train: Any
+    eval: Any
+
+
 def _branches(ctx: Context, eval_body: list[str], output: Any, train_output: Any) -> Any:
     """ctx.body (the train-mode lines) and `eval_body` as one `if train: ... else: ...`, each branch ending with
-    the outputs under the same names, in the eval-mode layouts; returns the outputs as Values of those names."""
-    flat, train_flat = _flat(output), _flat(train_output)
+    the outputs under the same names, in the eval-mode layouts; returns the outputs as Values of those names.
+    Outputs of another structure in each mode: ModeOutputs, ctx.body the lines both modes begin with."""
+    flat, train_flat = flat_outputs(output), flat_outputs(train_output)
+    shared = 0  # the lines both modes begin with are written once, before the `if`
+    while shared < min(len(ctx.body), len(eval_body)) - 1 and ctx.body[shared] == eval_body[shared]:
+        shared += 1
     if type(output) is not type(train_output) or [v.shape for v in flat] != [v.shape for v in train_flat]:
-        raise PortError(f"{ctx.traced.graph_module.__class__.__name__}.forward returns other outputs in train mode "
-                        "than in eval mode; the port writes both modes, but their outputs must have one structure: "
-                        "build it so that both return the same (torchvision's GoogLeNet and Inception3, which add "
-                        "auxiliary logits in train mode: aux_logits=False)")
+        parts = ModeOutputs(eval_body[:shared], ctx.body[shared:], eval_body[shared:], train_output, output)
+        ctx.body = list(parts.head)
+        return parts
     named = []
     for i, (e, t) in enumerate(zip(flat, train_flat)):
         name = e.var if e.var.isidentifier() else f"output_{i}"
@@ -138,19 +159,32 @@ def _branches(ctx: Context, eval_body: list[str], output: Any, train_output: Any
         if train_var != name:
             ctx.body.append(f"{name} = {train_var}")
         named.append(Value(name, e.layout, e.shape, e.dtype))
-    shared = 0  # the lines both modes begin with are written once, before the `if`
-    while shared < min(len(ctx.body), len(eval_body)) - 1 and ctx.body[shared] == eval_body[shared]:
-        shared += 1
-    indent = lambda lines: [f"    {line}" for line in lines] or ["    pass"]  # noqa: E731
     ctx.body = [*eval_body[:shared], "if train:", *indent(ctx.body[shared:]), "else:", *indent(eval_body[shared:])]
     return named[0] if isinstance(output, Value) else type(output)(named)
 
 
-def _flat(output: Any) -> list:
+def indent(lines: list[str]) -> list[str]:
+    """A block's lines, indented one level (`pass` for none)."""
+    return [f"    {line}" for line in lines] or ["    pass"]
+
+
+def flat_outputs(output: Any) -> list:
     values = [output] if isinstance(output, Value) else list(output) if isinstance(output, (tuple, list)) else []
     if not values or not all(isinstance(v, Value) for v in values):
         raise PortError("forward must return a tensor or a tuple/list of tensors")
     return values
+
+
+def _input(ctx: Context, name: str, example: Any, layout: Layout | list[Layout]) -> Value | Values:
+    """A forward argument: a tensor, or (for a submodule of its own class) a list or tuple of tensors."""
+    if isinstance(example, torch.Tensor):
+        return Value(name, layout, tuple(example.shape), example.dtype)
+    if isinstance(example, (list, tuple)) and example and all(isinstance(e, torch.Tensor) for e in example):
+        values = Values(name, [Value(f"{name}[{i}]", l, tuple(e.shape), e.dtype)
+                               for i, (e, l) in enumerate(zip(example, layout))])
+        ctx.input_lists.append(values)
+        return values
+    raise Unsupported("an input that is not a tensor: forward's inputs must be tensors")
 
 
 def _port_graph(ctx: Context, traced: Traced, input_layouts: list[Layout], refused: list[str]
@@ -171,9 +205,7 @@ def _port_graph(ctx: Context, traced: Traced, input_layouts: list[Layout], refus
         try:
             if node.op == "placeholder":
                 inputs.append(var_name(node.name))
-                if not isinstance(example, torch.Tensor):
-                    raise Unsupported("an input that is not a tensor: forward's inputs must be tensors")
-                ctx.values[node.name] = Value(var_name(node.name), next(layouts), tuple(example.shape), example.dtype)
+                ctx.values[node.name] = _input(ctx, var_name(node.name), example, next(layouts))
                 continue
             if node.op == "output":
                 output = _resolve(ctx, node.args[0])

@@ -6,7 +6,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from parity.port._emit import Context, Unsupported, Value, handles
+from parity.port._emit import Context, Unsupported, Value, Values, handles
 from parity.port._layout import Layout
 
 
@@ -162,6 +162,8 @@ def cat(ctx, tensors, dim=0, axis=None):
     dim = dim if axis is None else axis
     first = tensors[0].layout
     target = first if first.flat_from is None else Layout.same(first.rank)
+    if isinstance(tensors, Values) and all(t.layout == target for t in tensors):  # forward's list, of any length
+        return ctx.out(f"jnp.concatenate({tensors.var}, axis={target.axis(dim)})", target)
     names = ", ".join(ctx.convert(t, target) for t in tensors)
     return ctx.out(f"jnp.concatenate([{names}], axis={target.axis(dim)})", target)
 

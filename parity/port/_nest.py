@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from parity.port import _emit
-from parity.port._context import Context, Value, Weight, var_name
+from parity.port._context import Context, Value, Values, Weight, var_name
 from parity.port._layout import Layout
 from parity.port._trace import Traced, innermost_module, is_random, trace
 
@@ -45,24 +45,51 @@ def port_instance(module: torch.nn.Module, path: str, examples: tuple, layouts: 
 
     def child(ctx: Context, submodule: torch.nn.Module, *args) -> Any:
         target = ctx.node.target
-        if not all(isinstance(a, Value) for a in args):
-            raise _emit.Unsupported("a submodule called with something other than tensors")
-        layouts_in = [a.layout for a in args]
+        if not all(isinstance(a, Value) or _tensors(a) for a in args):
+            raise _emit.Unsupported("a submodule called with something other than tensors or lists of them")
+        layouts_in = [_layouts(a) for a in args]
         if target in calls and calls[target][2] != layouts_in:  # called again: its input as the first call had it
-            args = tuple(Value(ctx.convert(a, layout), layout, a.shape, a.dtype)
-                         for a, layout in zip(args, calls[target][2]))
+            args = tuple(_converted(ctx, a, layout) for a, layout in zip(args, calls[target][2]))
         if target not in calls:
-            examples_in = tuple(ctx.example(a.name) for a in ctx.node.args)
+            examples_in = tuple(_examples(ctx, a) for a in ctx.node.args)
             instance = port_instance(submodule, _prefixed(path, target), examples_in, layouts_in)
             token = f"__child_{next(_TOKENS)}__"
             children[token] = instance
             calls[target] = (ctx.submodule(target, token), instance, layouts_in)
         expr, instance, _ = calls[target]
-        return _call(ctx, expr, [a.var for a in args], instance.output)
+        return _call(ctx, expr, [_expression(a) for a in args], instance.output)
 
     traced = trace(module, examples, own_copy=True)
     ctx, inputs, output = _emit.run(traced, layouts, child)
     return Instance(module, path, ctx, inputs, output, children, layouts)
+
+
+def _tensors(arg: Any) -> bool:
+    return isinstance(arg, (list, tuple)) and bool(arg) and all(isinstance(a, Value) for a in arg)
+
+
+def _layouts(arg: Value | list) -> Layout | list[Layout]:
+    return arg.layout if isinstance(arg, Value) else [a.layout for a in arg]
+
+
+def _converted(ctx: Context, arg: Value | list, layout: Layout | list[Layout]) -> Value | list:
+    """`arg` (a tensor, or a list of them) held in `layout` (one per tensor of a list)."""
+    if isinstance(arg, Value):
+        return Value(ctx.convert(arg, layout), layout, arg.shape, arg.dtype)
+    return [_converted(ctx, a, l) for a, l in zip(arg, layout)]
+
+
+def _examples(ctx: Context, arg: Any) -> Any:
+    """The example value of an argument node, or of a list of them."""
+    return type(arg)(_examples(ctx, a) for a in arg) if isinstance(arg, (list, tuple)) else ctx.example(arg.name)
+
+
+def _expression(arg: Value | list) -> str:
+    """The argument as the call writes it: a tensor's name, a list of them as a list (the forward's own argument
+    list by its name)."""
+    if isinstance(arg, Value) or isinstance(arg, Values):
+        return arg.var
+    return "[" + ", ".join(a.var for a in arg) + "]"
 
 
 def _call(ctx: Context, expr: str, args: list[str], output: Any) -> Any:
@@ -73,6 +100,9 @@ def _call(ctx: Context, expr: str, args: list[str], output: Any) -> Any:
         return Value(name, output.layout, output.shape, output.dtype)
     if isinstance(output, (tuple, list)) and all(isinstance(v, Value) for v in output):
         return type(output)(Value(f"{name}[{i}]", v.layout, v.shape, v.dtype) for i, v in enumerate(output))
+    if isinstance(output, _emit.ModeOutputs):
+        raise _emit.Unsupported("a submodule that returns other outputs in train mode than in eval mode: only the "
+                                "ported network itself may (its return is written per mode)")
     raise _emit.Unsupported("a submodule that returns something other than a tensor or a tuple/list of them")
 
 

@@ -74,10 +74,6 @@ def build(module: torch.nn.Module, example_input: Any) -> Ported:
     if len(root.inputs) != 1:
         raise PortError(f"{type(module).__name__}.forward takes {len(root.inputs)} inputs; parity.port ports "
                         "networks of one input tensor")
-    output = root.output
-    values = list(output) if isinstance(output, (tuple, list)) else [output]
-    if not all(isinstance(v, _emit.Value) for v in values):
-        raise PortError("forward must return a tensor or a tuple/list of tensors")
     try:
         return _written(module, own, root, example)
     except PortError:
@@ -89,56 +85,82 @@ def build(module: torch.nn.Module, example_input: Any) -> Ported:
 
 def _written(module: torch.nn.Module, own: torch.nn.Module, root: _nest.Instance, example: torch.Tensor) -> Ported:
     """The source, class and variables of a traced tree (`build`'s second half)."""
-    output = root.output
-    values = list(output) if isinstance(output, (tuple, list)) else [output]
     ctx = root.ctx
     ctx.node = None
-    names = [ctx.channels_last(v) for v in values]
-    structure = names[0] if not isinstance(output, (tuple, list)) else \
-        ("(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")" if isinstance(output, tuple)
-         else "[" + ", ".join(names) + "]")
+    body_end, output = _returns(ctx, root.output)
+    values = _emit.flat_outputs(output)
+    train_values = _emit.flat_outputs(root.output.train) if isinstance(root.output, _emit.ModeOutputs) else None
     state = module.state_dict()
     rows = _nest.weights(root)
     weights = _ordered([w for w in rows if w.kind != "constant"], state)
     constants = {w.flax_path: (w.key, own.get_buffer(w.key).numpy()) for w in rows if w.kind == "constant"}
-    classes = _classes.resolve(root, [f"return {structure}"])
+    classes = _classes.resolve(root, body_end)
     input_shape = Layout.channels_last(example.ndim).flax_shape(tuple(example.shape))
-    outputs = [Layout.channels_last(v.rank).flax_shape(v.shape) for v in values]
-    source = _source.write(classes, _origin(module), input_shape, outputs)
+    shapes = lambda values: [Layout.channels_last(v.rank).flax_shape(v.shape) for v in values]  # noqa: E731
+    source = _source.write(classes, _origin(module), input_shape, shapes(values),
+                           train_values and shapes(train_values))
     name = f"parity_port_{classes[-1].name}_{next(_COUNTER)}"
     cls = _tabled(_source.instantiate(source, classes[-1].name, name), _table(weights),
                   tuple(_nest.dropouts(root)), constants,
-                  any(i.traced.train is not None for i in _nest.instances(root)))
+                  any(i.traced.train is not None for i in _nest.instances(root)), getattr(state, "_metadata", None))
     flax_module = cls()
     variables = load_state_dict(flax_module, state)
     _check_variables(flax_module, variables, input_shape)
     return Ported(source, flax_module, variables, tuple(example.shape))
 
 
+def _returns(ctx: _emit.Context, output: Any) -> tuple[list[str], Any]:
+    """The lines that end the ported network's __call__: its outputs made channels-last and returned, where the
+    outputs differ by mode (_emit.ModeOutputs) a return per mode; and the eval-mode outputs."""
+    if not isinstance(output, _emit.ModeOutputs):
+        return [f"return {_channels_last(ctx, output)}"], output
+    ctx.body, ctx._converted = list(output.train_body), {}
+    train_lines = [*ctx.body, f"return {_channels_last(ctx, output.train)}"]
+    ctx.body, ctx._converted = list(output.eval_body), {}
+    eval_return = f"return {_channels_last(ctx, output.eval)}"
+    ctx.body = [*output.head, "if train:", *_emit.indent(train_lines), *ctx.body]
+    return [eval_return], output.eval
+
+
+def _channels_last(ctx: _emit.Context, output: Any) -> str:
+    """The expression of `output` (a Value, or a tuple or list of them) made channels-last: lines in ctx.body."""
+    names = [ctx.channels_last(v) for v in _emit.flat_outputs(output)]
+    if not isinstance(output, (tuple, list)):
+        return names[0]
+    if isinstance(output, tuple):
+        return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+    return "[" + ", ".join(names) + "]"
+
+
 def _table(weights: list[_emit.Weight]) -> tuple:
     return tuple((w.key, w.flax_path, w.kind, w.shape, w.flatten_from) for w in weights)
 
 
-def _tabled(cls: type, weights: tuple, dropouts: tuple, constants: dict, train_branches: bool) -> type:
+def _tabled(cls: type, weights: tuple, dropouts: tuple, constants: dict, train_branches: bool,
+            metadata: dict | None = None) -> type:
     """The class with its tables: TORCH_WEIGHTS, per torch state_dict key (torch's order) the Flax variable, its
     layout change, its torch shape and, for a Linear after a flatten, the channels-last (*spatial, C) its
     features come from; TORCH_DROPOUTS, per dropout of torch's graph, the Flax module drawing its mask and the
     layout of its input (to replay the masks in torch); TORCH_CONSTANTS, per Flax variable of a buffer that is
     not in the state_dict (registered with persistent=False: BlurPool's filter), its torch name and value;
-    TORCH_TRAIN_BRANCHES: some forward runs other operations in train mode (written `if train:`)."""
+    TORCH_TRAIN_BRANCHES: some forward runs other operations in train mode (written `if train:`); TORCH_METADATA:
+    the state_dict's `_metadata`, the version of each module's layout (that MNASNet's load_state_dict reads)."""
     cls.TORCH_WEIGHTS = tuple(tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in weights)
     cls.TORCH_DROPOUTS = tuple((tuple(ref), flax, tuple(perm), flat and tuple(flat))
                                for ref, flax, perm, flat in dropouts)
     cls.TORCH_CONSTANTS = {path: (key, np.asarray(value)) for path, (key, value) in constants.items()}
     cls.TORCH_TRAIN_BRANCHES = bool(train_branches)
+    cls.TORCH_METADATA = {prefix: dict(entry) for prefix, entry in (metadata or {}).items()}
     return cls
 
 
 def _check_variables(model: nn.Module, variables: dict, input_shape: tuple[int, ...]) -> None:
     """The generated module's own variables (from init) are exactly the converted ones, shape for shape."""
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    shapes = jax.eval_shape(lambda: model.init(rngs, jnp.zeros(input_shape, jnp.float32)))
-    expected = {k: tuple(v.shape) for k, v in flatten_dict(dict(shapes)).items()}
+    expected = {}
+    for train in (False, True) if type(model).TORCH_TRAIN_BRANCHES else (False,):  # train-only layers: aux heads
+        shapes = jax.eval_shape(lambda: model.init(rngs, jnp.zeros(input_shape, jnp.float32), train=train))
+        expected |= {k: tuple(v.shape) for k, v in flatten_dict(dict(shapes)).items()}
     got = {k: tuple(v.shape) for k, v in flatten_dict(variables).items()}
     if expected != got:
         path = "/".join
@@ -178,7 +200,8 @@ def save(ported: Ported, directory: str | Path) -> None:
     constants = {path: {"key": key, "dtype": str(value.dtype), "value": value.tolist()}
                  for path, (key, value) in cls.TORCH_CONSTANTS.items()}
     tables = {"class": cls.__name__, "weights": cls.TORCH_WEIGHTS, "dropouts": cls.TORCH_DROPOUTS,
-              "constants": constants, "train_branches": cls.TORCH_TRAIN_BRANCHES}
+              "constants": constants, "train_branches": cls.TORCH_TRAIN_BRANCHES,
+              "metadata": cls.TORCH_METADATA}
     (directory / TABLES).write_text(json.dumps(tables, indent=1))
     io.save_flax(ported.variables, directory / "variables.safetensors")
 
@@ -200,5 +223,6 @@ def load(directory: str | Path) -> tuple[nn.Module, dict]:
     tables = json.loads((directory / TABLES).read_text())
     cls = _source.instantiate(path.read_text(), tables["class"], _source.module_name(directory), path.resolve())
     constants = {path: (c["key"], np.asarray(c["value"], c["dtype"])) for path, c in tables.get("constants", {}).items()}
-    cls = _tabled(cls, tables["weights"], tables["dropouts"], constants, tables.get("train_branches", False))
+    cls = _tabled(cls, tables["weights"], tables["dropouts"], constants, tables.get("train_branches", False),
+                  tables.get("metadata"))
     return cls(), io.load_flax(directory / "variables.safetensors")

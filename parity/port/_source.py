@@ -21,7 +21,7 @@ Channels-last: input {input}, output {output}. `parity.port.load(directory)` loa
 {imports}'''
 
 TOP_DOC = '''    """`{cls}` on channels-last input: x {input} -> {output}. train: batch statistics (apply with
-    mutable=['batch_stats']) and dropout (rngs={{'dropout': key}})."""
+    mutable=['batch_stats']) and dropout (rngs={{'dropout': key}}).{train}"""
 
     INPUT_SHAPE: ClassVar[tuple] = {input_shape!r}
 '''
@@ -34,8 +34,9 @@ def _shape(shape: tuple[int, ...], batch: int) -> str:
 WIDTH = 116
 
 
-def wrap(line: str) -> list[str]:
-    """A line longer than WIDTH broken at the commas of its first call, continued under its opening bracket."""
+def wrap(line: str, depth_limit: int = 0) -> list[str]:
+    """A line longer than WIDTH broken at the commas of its first call (and where that is not enough, at those of
+    the lists in it), continued under its opening bracket."""
     if len(line) <= WIDTH or "(" not in line:
         return [line]
     start = line.index("(") + 1
@@ -43,7 +44,7 @@ def wrap(line: str) -> list[str]:
     for i, char in enumerate(line[start:], start):
         depth += char in "([{"
         depth -= char in ")]}"
-        if char == "," and depth == 0:
+        if char == "," and 0 <= depth <= depth_limit:
             pieces.append(line[last:i + 1].strip())
             last = i + 1
     pieces.append(line[last:].strip())
@@ -54,7 +55,10 @@ def wrap(line: str) -> list[str]:
             current = " " * start + piece
         else:
             current += " " + piece
-    return lines + [current]
+    lines.append(current)
+    if depth_limit == 0 and any(len(l) > WIDTH for l in lines):
+        return wrap(line, 1)
+    return lines
 
 
 def _methods(text: str) -> str:
@@ -73,8 +77,9 @@ def _class(flax_class: FlaxClass, doc: str) -> str:
 
 
 def write(classes: list[FlaxClass], origin: str, input_shape: tuple[int, ...],
-          output_shapes: list[tuple[int, ...]]) -> str:
-    """model.py's text. input_shape: the channels-last example shape; output_shapes: channels-last too."""
+          output_shapes: list[tuple[int, ...]], train_output_shapes: list[tuple[int, ...]] | None = None) -> str:
+    """model.py's text. input_shape: the channels-last example shape; output_shapes: channels-last too;
+    train_output_shapes: those of train mode, where forward returns other outputs there."""
     batch = input_shape[0]
     shown_in = _shape(input_shape, batch)
     shown_out = ", ".join(_shape(s, batch) for s in output_shapes)
@@ -89,7 +94,11 @@ def write(classes: list[FlaxClass], origin: str, input_shape: tuple[int, ...],
                          output=shown_out, imports=imports, math=math)
     for flax_class in classes[:-1]:
         text += _class(flax_class, f'    """torch `{flax_class.torch_class.__name__}`."""\n')
-    doc = TOP_DOC.format(cls=top.torch_class.__name__, input=shown_in, output=shown_out, input_shape=input_shape)
+    train = "" if train_output_shapes is None else (
+        "\n    In train mode it returns " + ", ".join(_shape(s, batch) for s in train_output_shapes) + " (as torch's "
+        "forward does); init with\n    train=True to create the layers that only train mode runs.")
+    doc = TOP_DOC.format(cls=top.torch_class.__name__, input=shown_in, output=shown_out, input_shape=input_shape,
+                         train=train)
     return text + _class(top, doc)
 
 

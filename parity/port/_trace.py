@@ -57,9 +57,11 @@ def _torch_leaf(module: torch.nn.Module) -> bool:
 
 
 def _nested_leaf(module: torch.nn.Module, args: tuple, kwargs: dict) -> bool:
-    """A torch.nn layer, or a submodule of its own class called on tensors alone: one node each."""
+    """A torch.nn layer, or a submodule of its own class called on tensors alone (or lists of them, as timm's
+    DenseLayer is): one node each."""
+    tensors = lambda a: isinstance(a, (list, tuple)) and a and all(isinstance(t, torch.Tensor) for t in a)  # noqa: E731
     return _torch_leaf(module) or (own_class(module) and not kwargs
-                                   and all(isinstance(a, torch.Tensor) for a in args))
+                                   and all(isinstance(a, torch.Tensor) or tensors(a) for a in args))
 
 
 # library functions of stochastic depth, by name -> the position of their `training` argument and its default:

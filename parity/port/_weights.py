@@ -1,6 +1,7 @@
 """A ported module's weights both ways, by the `TORCH_WEIGHTS` table its generated class carries: torch
 state_dict -> Flax variables and back, strictly (every key, every shape), bit for bit."""
 
+import collections
 from typing import Any, Mapping, Sequence
 
 import jax.numpy as jnp
@@ -77,5 +78,11 @@ def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] 
 
 def torch_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] | None = None) -> dict:
     """`numpy_state_dict` as torch tensors: `torch_module.load_state_dict(torch_state_dict(model, variables))`
-    loads strictly into the module the port was made from."""
-    return {k: torch.from_numpy(v) for k, v in numpy_state_dict(model, variables, dropped).items()}
+    loads strictly into the module the port was made from (an OrderedDict carrying, as torch's does, the
+    `_metadata` of each module's layout version)."""
+    state = collections.OrderedDict((k, torch.from_numpy(v))
+                                    for k, v in numpy_state_dict(model, variables, dropped).items())
+    metadata = getattr(model, "TORCH_METADATA", None)
+    if metadata:
+        state._metadata = collections.OrderedDict((prefix, dict(entry)) for prefix, entry in metadata.items())
+    return state
