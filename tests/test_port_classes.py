@@ -161,3 +161,43 @@ def test_blocks_that_take_lists_of_tensors_are_one_class_whatever_the_list_s_len
     assert "self.layers_[3]([stem, layers_0, layers_1, layers_2], train)" in ported.source, ported.source
     report = port.check(module, ported.module, ported.variables, x)
     assert report.ok, report.table() + "\n" + ported.source
+
+
+class Branches(nn.Module):
+    """HRNet's HighResolutionModule in small: puts each branch's output in its input list's place, returns a new list."""
+
+    def __init__(self, channels: tuple[int, ...]):
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for c in channels)
+        self.fuse = nn.Conv2d(sum(channels), channels[0], 1)
+
+    def forward(self, x: list):
+        for i, branch in enumerate(self.branches):
+            x[i] = branch(x[i])
+        return [self.fuse(torch.cat(x, 1)), *x[1:]]
+
+
+class Resolutions(nn.Module):
+    def __init__(self, read_the_changed_list: bool = False):
+        super().__init__()
+        self.stems = nn.ModuleList([nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)])
+        self.stages = nn.Sequential(Branches((2, 3)), Branches((2, 3)))
+        self.read_the_changed_list = read_the_changed_list
+
+    def forward(self, x):
+        features = [stem(x) for stem in self.stems]
+        out = self.stages[1](self.stages[0](features))
+        return out[0] + features[0] if self.read_the_changed_list else out[0]
+
+
+def test_a_block_that_changes_the_list_it_is_given_ports_or_names_the_read_it_cannot_follow():
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    module = Resolutions()
+    ported = port.build(module, x)
+    assert ported.source.count("class Branches") == 1, ported.source
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok, report.table() + "\n" + ported.source
+    with pytest.raises(port.PortError, match=r"test_port_classes\.py:\d+: return out\[0\] \+ features\[0\].*reads a "
+                                             r"tensor that Branches put into the list it was given"):
+        port.build(Resolutions(read_the_changed_list=True), x)

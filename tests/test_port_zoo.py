@@ -12,6 +12,7 @@ import torch
 
 from parity import port
 from parity.originals import zoo
+from parity.originals.zoo import googlenet
 from tests.spec import fast_only
 
 # torchvision's own figures (sum of p.numel() over parameters(), 1000 classes)
@@ -53,6 +54,19 @@ def test_each_family_ports_equal_in_eval_and_train_mode(name):
     assert zoo.passes(name, report), report.table()
     trains = any(type(m).__name__ in ("BatchNorm2d", "Dropout", "StochasticDepth") for m in module.modules())
     assert ("gradients (train)" in report.verdicts) == trains
+
+
+@pytest.mark.slow
+def test_googlenet_with_its_auxiliary_logits_ports_both_modes():
+    """torchvision's default aux_logits=True: three outputs in train mode, the logits alone in eval mode."""
+    torch.manual_seed(0)
+    module, x = googlenet.googlenet(10, width=0.0625, aux_logits=True), _example("googlenet")
+    ported = port.build(module, x)
+    report = port.check(module, ported.module, ported.variables, x)
+    assert report.ok, report.table()
+    outputs, _ = ported.module.apply(ported.variables, x.transpose(0, 2, 3, 1), train=True, mutable=["batch_stats"],
+                                     rngs={"dropout": jax.random.key(0)})
+    assert [o.shape for o in outputs] == [(len(x), 10)] * 3
 
 
 @pytest.mark.slow

@@ -80,8 +80,10 @@ def _converted(ctx: Context, arg: Value | list, layout: Layout | list[Layout]) -
 
 
 def _examples(ctx: Context, arg: Any) -> Any:
-    """The example value of an argument node, or of a list of them."""
-    return type(arg)(_examples(ctx, a) for a in arg) if isinstance(arg, (list, tuple)) else ctx.example(arg.name)
+    """The example value of an argument node, or of a list of them (a plain list: the module may change it)."""
+    if isinstance(arg, (list, tuple)):
+        return (list if isinstance(arg, list) else tuple)(_examples(ctx, a) for a in arg)
+    return ctx.example(arg.name)
 
 
 def _expression(arg: Value | list) -> str:

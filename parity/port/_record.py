@@ -40,6 +40,15 @@ class StaleView(Exception):
         self.where, self.changed = where, changed
 
 
+class HiddenInList(Exception):
+    """The module reads a tensor that a submodule put into a list it was handed, without returning it."""
+
+    def __init__(self, where: str, module: str):
+        super().__init__(f"{where}: reads a tensor that {module} put into the list it was given in place of another "
+                         f"(a submodule's output the port follows only where it is returned)")
+        self.where, self.module = where, module
+
+
 class ValueDependent(Exception):
     """The module's Python reads a tensor's values (`if x.sum() > 0`, `.item()`); `where` is the user's line."""
 
@@ -95,14 +104,17 @@ class Recorder(TorchFunctionMode):
                                                         *root.named_buffers(remove_duplicate=False)]}
         self._stack: list[_Call] = []
         self._stale: dict[int, str] = {}  # id(tensor) -> the line that changed its storage in place after it was made
+        self._hidden: dict[int, str] = {}  # id(tensor) -> the submodule that put it into a list and did not return it
         self._quiet = 0
         self.constants: dict[str, torch.Tensor] = {}
         self.inline: set[type] = {type(root)}  # the classes whose forward ran into this graph (not as one node)
 
     # -- the graph ----------------------------------------------------------------------------------------------
-    def placeholder(self, name: str, value: torch.Tensor) -> fx.Node:
+    def placeholder(self, name: str, value: Any) -> fx.Node:
         node = self.graph.placeholder(name)
         self._bind(node, value)
+        if isinstance(value, list):  # the example as given, whatever forward does to its list
+            self.values[node.name] = list(value)
         return node
 
     def _bind(self, node: fx.Node, value: Any) -> None:
@@ -124,6 +136,8 @@ class Recorder(TorchFunctionMode):
         if isinstance(value, torch.Tensor):
             if id(value) in self._stale:
                 raise StaleView(where(_stack()), self._stale[id(value)])
+            if id(value) in self._hidden:
+                raise HiddenInList(where(_stack()), self._hidden[id(value)])
             node = self._nodes.get(id(value))
             if node is not None:
                 return node
@@ -213,11 +227,15 @@ class Recorder(TorchFunctionMode):
         if path and self.is_leaf(module, args, kwargs) and all(
                 not isinstance(a, torch.Tensor) or id(a) in self._nodes or id(a) in self._attributes
                 for a in pytree.tree_leaves((args, kwargs))):
+            given = [(a, list(a)) for a in args if isinstance(a, list)]  # the lists as they are handed over
             self._quiet += 1
             try:
                 result = call(module, *args, **kwargs)
             finally:
                 self._quiet -= 1
+            self._follow_changed_lists(module, given, result)
+            snapshot = {id(a): items for a, items in given}
+            args = tuple(snapshot.get(id(a), a) for a in args)
             return self.record("call_module", path, args, kwargs, result,
                                in_place=getattr(module, "inplace", False) is True)
         self._stack.append(_Call(module, path or ""))
@@ -226,6 +244,18 @@ class Recorder(TorchFunctionMode):
             return call(module, *args, **kwargs)
         finally:
             self._stack.pop()
+
+    def _follow_changed_lists(self, module: torch.nn.Module, given: list, result: Any) -> None:
+        """A submodule recorded as one node may change a list it was handed (HRNet's modules put each branch's
+        output in its input's place) and return it: what the list then holds is that node's output. A tensor
+        put into the list that the module does not return cannot be followed: read later, it is refused."""
+        returned = {id(t) for t in pytree.tree_leaves(result) if isinstance(t, torch.Tensor)}
+        for changed, before in given:
+            kept = {id(t) for t in before}
+            for t in changed:
+                if isinstance(t, torch.Tensor) and id(t) not in kept and id(t) not in returned:
+                    self._hidden[id(t)] = type(module).__name__
+                    self._alive.append(t)
 
     def call_named(self, function: Callable, args: tuple, kwargs: dict) -> Any:
         if self._quiet:
@@ -276,6 +306,7 @@ def record(root: torch.nn.Module, example_inputs: tuple, is_leaf: Callable, name
     names = [p.name for p in inspect.signature(root.forward).parameters.values()
              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     names += [f"input_{i}" for i in range(len(names), len(example_inputs))]
+    example_inputs = tuple(list(v) if isinstance(v, list) else v for v in example_inputs)  # forward may change them
     for name, value in zip(names, example_inputs):
         recorder.placeholder(name, value)
     buffers = {name: b.clone() for name, b in root.named_buffers()}

@@ -12,7 +12,7 @@ import torch
 import torch.fx as fx
 
 from parity.port._batch import batch_arguments
-from parity.port._record import StaleView, ValueDependent, record, where
+from parity.port._record import HiddenInList, StaleView, ValueDependent, record, where
 
 NAMED_FUNCTIONS: set[str] = set()  # library functions recorded as one node, by __name__ (parity.port._emit fills it)
 
@@ -99,6 +99,9 @@ def _record(module: torch.nn.Module, example_inputs: tuple, nested: bool) -> tup
                         f"({err.what}): the port follows the Python a network runs on its example input, so a path "
                         "chosen by tensor values cannot be ported; write it with tensor operations (torch.where, "
                         "masks), or move it out of forward.") from err
+    except HiddenInList as err:
+        raise PortError(f"{name}{_source_of(module)} at {err}: return the changed list from {err.module}.forward "
+                        "(or a new one) and read that.") from err
     except StaleView as err:
         raise PortError(f"{name}{_source_of(module)} at {err}: a port computes without changing tensors in place, "
                         "so write the in-place operation out of place (inplace=False, or without the trailing _), or "
