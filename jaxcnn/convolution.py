@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.arithmetic import conv_output_size
-from jaxcnn.layers import Linear, Size, _per_axis
+from jaxcnn.functional import Size, per_axis as _per_axis
+from jaxcnn.layers import Linear
 
 
 def _as_batch(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array, bool]:

@@ -14,7 +14,6 @@ collected and raised together in one ConversionError.
 """
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,13 +27,11 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from jaxcnn import registry
 from jaxcnn.files import atomic_target
 from jaxcnn.layers import Dropout, Flatten, Linear
-from jaxcnn.nnx_model import NNXModel
+from jaxcnn.naming import BATCHNORM as _BATCHNORM, DROPPED, WEIGHTED as _WEIGHTED  # noqa: F401  (DROPPED re-exported)
+from jaxcnn.naming import flax_name, torch_prefix  # noqa: F401  (re-exported: parity and train import them here)
+from jaxcnn.nnx import CourseNet as NNXNetwork, linen_twin, linen_variables, load_linen_variables
 from jaxcnn.summary import trace_layers
 
-_BATCHNORM = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-              "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
-_WEIGHTED = {"weight": ("params", "kernel"), "bias": ("params", "bias")}
-DROPPED = "num_batches_tracked"
 
 
 class ConversionError(ValueError):
@@ -53,23 +50,6 @@ class ConversionError(ValueError):
             lines.append(f"  shape mismatches ({len(mismatched)}):")
             lines += [f"    {k}" for k in mismatched]
         super().__init__("\n".join(lines))
-
-
-def flax_name(torch_prefix: str) -> str:
-    """'conv_stack.0' -> 'conv_stack_0'; '3' (a bare nn.Sequential) -> 'layers_3'."""
-    name = torch_prefix.replace(".", "_")
-    return f"layers_{name}" if re.match(r"\d", name) else name
-
-
-def torch_prefix(flax_module: str, sequentials: Sequence[str] = ()) -> str:
-    """The inverse of flax_name, given the torch attributes that are nn.Sequentials ('' for a bare one):
-    'conv_stack_0' -> 'conv_stack.0' when 'conv_stack' is one; 'layers_3' -> '3' when '' is one."""
-    for sequential in sequentials:
-        head = f"{sequential}_" if sequential else "layers_"
-        index = flax_module[len(head):]
-        if flax_module.startswith(head) and index.isdigit():
-            return f"{sequential}.{index}" if sequential else index
-    return flax_module
 
 
 def to_nhwc(x: Any) -> np.ndarray:
@@ -202,7 +182,7 @@ def torch_keys(model: nn.Module, sequentials: Sequence[str] | None = None, sampl
     """The state_dict keys of `model`'s torch original, in torch's order (BatchNorm's num_batches_tracked too).
 
     Arguments:
-        model: a jaxcnn linen module.
+        model: a jaxcnn linen module, or a jaxcnn NNX network (then its linen twin's keys: the same).
         sequentials: the torch attributes that are nn.Sequentials (jaxcnn.ModelConfig.torch_sequentials);
             default: the model's registered config, or none for a network outside the registry.
         sample_shape_nchw: the (N, C, H, W) input to trace the model with; default one image of
@@ -211,6 +191,7 @@ def torch_keys(model: nn.Module, sequentials: Sequence[str] | None = None, sampl
     Returns:
         ['conv1.weight', 'conv1.bias', ...], as `list(module.state_dict())` of the torch original.
     """
+    model, _ = _as_linen(model)
     if sequentials is None:
         sequentials = registry.config_of(model).torch_sequentials
     return _keys(_traced(model, sample_shape_nchw), sequentials)
@@ -242,13 +223,14 @@ def as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _nnx_model(model) -> NNXModel | None:
-    """`model` when it is a jaxcnn.NNXModel, None for a linen module."""
+def _as_linen(model) -> tuple[nn.Module, NNXNetwork | None]:
+    """(the linen module, None) for a linen module; (its linen twin, the network) for a jaxcnn NNX network."""
     if isinstance(model, nn.Module):
-        return None
-    if not isinstance(model, NNXModel):
-        raise TypeError(f"expected a jaxcnn linen module or a jaxcnn.NNXModel, got {type(model).__name__}")
-    return model
+        return model, None
+    if not isinstance(model, NNXNetwork):
+        raise TypeError(f"expected a jaxcnn linen module or a jaxcnn NNX network (jaxcnn.nnx), "
+                        f"got {type(model).__name__}")
+    return linen_twin(model), model
 
 
 def load_torch_weights(model, source: str | Path | Mapping[str, Any], sample_shape_nchw=None):
@@ -261,8 +243,8 @@ def load_torch_weights(model, source: str | Path | Mapping[str, Any], sample_sha
     (C, H, W) order to the (H, W, C) of a channels-last flatten.
 
     Arguments:
-        model: the jaxcnn linen module the weights are for; or a jaxcnn.NNXModel (`create_model(name,
-            api="nnx", ...)`), which is loaded in place.
+        model: the jaxcnn linen module the weights are for; or a jaxcnn NNX network (`create_model(name,
+            api="nnx", ...)`), which is loaded in place (through its linen twin, `jaxcnn.linen_twin`).
         source: a path to a torch-keyed .safetensors file (`torch.save` files need torch: `python -m parity
             convert`), or a mapping {'conv1.weight': array (O, I, kh, kw), ...} of numpy arrays, JAX arrays or
             torch tensors (bfloat16 included).
@@ -272,18 +254,18 @@ def load_torch_weights(model, source: str | Path | Mapping[str, Any], sample_sha
     Returns:
         For a linen module, {'params': ..., 'batch_stats': ...} (batch_stats only when the model has BatchNorm):
         jax arrays in the model's dtypes, nested by module name ('conv_stack_0' -> 'kernel', 'bias'), ready for
-        `model.apply(variables, x)` on NHWC x (N, H, W, C). For a jaxcnn.NNXModel, the model itself.
+        `model.apply(variables, x)` on NHWC x (N, H, W, C). For an NNX network, the network itself, its
+        nnx.Params and nnx.BatchStats replaced (nothing is, when the weights do not fit).
 
     Raises:
         ConversionError: listing every missing key, unexpected key and shape mismatch at once.
         ValueError: a path that is not a .safetensors file, or one that holds Flax variables ('/'-joined keys).
         FileNotFoundError: no file at the path.
-        TypeError: a model that is neither a linen module nor a jaxcnn.NNXModel.
+        TypeError: a model that is neither a jaxcnn linen module nor a jaxcnn NNX network.
     """
-    nnx_model = _nnx_model(model)
-    if nnx_model is not None:
-        nnx_model.load_variables(load_torch_weights(nnx_model.module, source, sample_shape_nchw))
-        return nnx_model
+    model, net = _as_linen(model)
+    if net is not None:
+        return load_linen_variables(net, load_torch_weights(model, source, sample_shape_nchw))
     state = read_torch_safetensors(source) if isinstance(source, (str, Path)) else dict(source)
     slots, unexpected, missing, _ = _plan(_traced(model, sample_shape_nchw), list(state))
     mismatched = [f"{s.torch_key}: got {tuple(np.shape(state[s.torch_key]))}, the model expects {s.torch_shape()}"
@@ -304,8 +286,8 @@ def torch_state_dict(model, variables: Mapping | None = None, keys: Sequence[str
     ...}, strict=True)` accepts it, and `write_torch_safetensors` writes it as a file torch reads.
 
     Arguments:
-        model: a jaxcnn linen module with its `variables`, or a jaxcnn.NNXModel (then `variables` defaults to
-            its own).
+        model: a jaxcnn linen module with its `variables`, or a jaxcnn NNX network (then `variables` defaults
+            to its own, `jaxcnn.linen_variables(net)`).
         variables: {'params': ..., 'batch_stats': ...} of `model`.
         keys: the torch state_dict's keys (e.g. `list(module.state_dict())`); default `torch_keys(model)`.
         sample_shape_nchw: the (N, C, H, W) input to trace the model with; default one image of
@@ -317,12 +299,12 @@ def torch_state_dict(model, variables: Mapping | None = None, keys: Sequence[str
 
     Raises:
         ConversionError: the keys, the model and the variables disagree (every difference listed).
-        TypeError: a linen module without variables; a model that is neither a linen module nor a
-            jaxcnn.NNXModel.
+        TypeError: a linen module without variables; a model that is neither a jaxcnn linen module nor a
+            jaxcnn NNX network.
     """
-    nnx_model = _nnx_model(model)
-    if nnx_model is not None:
-        model, variables = nnx_model.module, nnx_model.variables() if variables is None else variables
+    model, net = _as_linen(model)
+    if net is not None and variables is None:
+        variables = linen_variables(net)
     if variables is None:
         raise TypeError("torch_state_dict(model, variables): a linen module needs its variables")
     traced = _traced(model, sample_shape_nchw)  # once, for the keys and the plan

@@ -11,7 +11,7 @@ from jaxcnn.layers import AvgPool, Conv2d, Flatten, Linear
 from jaxcnn.registry import Activation, CourseNet, InputSize, hw, register_model
 
 
-def _lenet_features(input_size: InputSize, first_padding: int) -> int:
+def lenet_features(input_size: InputSize, first_padding: int) -> int:
     """Length of the flattened 16-channel map after conv(5)-pool(2)-conv(5)-pool(2)."""
     size = pool_output_size(conv_output_size(hw(input_size), 5, 1, first_padding), 2)
     h, w = pool_output_size(conv_output_size(size, 5), 2)
@@ -40,7 +40,7 @@ class LeNet5(CourseNet):
         x = AvgPool(2, 2, name="pool1")(self.act(conv(self.in_channels, 6, 5, padding=2, name="conv1")(x)))
         x = AvgPool(2, 2, name="pool2")(self.act(conv(6, 16, 5, name="conv2")(x)))
         x = Flatten(name="view")(x)
-        x = self.act(Linear(_lenet_features(self.input_size, 2), 120, weight_init=self.weight_init, name="fc1")(x))
+        x = self.act(Linear(lenet_features(self.input_size, 2), 120, weight_init=self.weight_init, name="fc1")(x))
         x = self.act(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
         return Linear(84, self.num_classes, weight_init=self.weight_init, name="fc3")(x)
 
@@ -66,6 +66,6 @@ class LeNet5Classic(CourseNet):
         x = AvgPool(2)(self.act(conv(self.in_channels, 6, 5, name="conv1")(x)))
         x = AvgPool(2)(self.act(conv(6, 16, 5, name="conv2")(x)))
         x = Flatten()(x)
-        x = self.act(Linear(_lenet_features(self.input_size, 0), 120, weight_init=self.weight_init, name="fc1")(x))
+        x = self.act(Linear(lenet_features(self.input_size, 0), 120, weight_init=self.weight_init, name="fc1")(x))
         x = self.act(Linear(120, 84, weight_init=self.weight_init, name="fc2")(x))
         return Linear(84, self.num_classes, weight_init=self.weight_init, name="fc3")(x)

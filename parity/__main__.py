@@ -1,9 +1,9 @@
-"""python -m parity [check] [--models ...] [--json PATH]   |   python -m parity convert --model NAME SRC DST
+"""python -m parity [check] [--models ...] [--api nnx] [--json PATH]   |   python -m parity convert --model NAME SRC DST
    |   python -m parity port path/to/file.py:ClassName --input-shape N,C,H,W --out DIR
    |   python -m parity pretrained NAME --out FILE.safetensors
 
-check: every registry model (or those named) through forward, gradient and round-trip checks
-against its torch original; prints a table, exits non-zero if any fails.
+check: every registry model (or those named; --api nnx: their NNX networks) through forward, gradient and
+round-trip checks against its torch original; prints a table, exits non-zero if any fails.
 convert: a checkpoint between torch (.pt/.pth, torch-keyed .safetensors) and Flax
 (.safetensors, orbax directory); the direction follows from the source.
 port: your own torch nn.Module as a readable Flax module (DIR/model.py) with its weights and a parity report.
@@ -47,12 +47,12 @@ def _check(args) -> int:
     except device.DeviceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"torch and Flax on {where.describe()}; float64 referee: torch on the CPU")
+    print(f"torch and Flax ({args.api}) on {where.describe()}; float64 referee: torch on the CPU")
     print(_line(name for name, _ in COLUMNS))
     print("|" + "|".join("-" * (w + 2) for _, w in COLUMNS) + "|")
     rows = []
     for name in args.models or jaxcnn.list_models():
-        row = suite.check_model(name, args.seed, where)
+        row = suite.check_model(name, args.seed, where, args.api)
         rows.append(row)
         print(_line([name, f"{row.parameters:,}", f"{row.forward:.1e}", f"{row.forward_float64_flax:.1e}",
                      f"{row.forward_float64_torch:.1e}", f"{row.gradient:.1e}", f"{row.gradient_float64_flax:.1e}",
@@ -98,6 +98,8 @@ def main(argv=None) -> int:
         p.add_argument("--models", nargs="*", default=[], help="registry names (default: all)")
         p.add_argument("--json", help="also write the table as JSON here")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--api", choices=jaxcnn.APIS, default="linen",
+                       help="the Flax networks checked: linen modules, or the NNX networks (create_model(api='nnx'))")
         p.add_argument("--device", choices=device.NAMES,
                        help="where torch and Flax both run (default: the GPU when both see one, else the CPU)")
     convert = commands.add_parser("convert", help="convert a checkpoint file between torch and Flax")

@@ -2,7 +2,7 @@
 
 import torch
 
-from parity.checks import check, convert, suite
+from parity.checks import check, suite
 from parity.originals import torch_models
 
 
@@ -21,13 +21,14 @@ def batchnorms(module):
 
 
 def random_pair(name: str, seed: int = 0, batch: int = 3, kink_free: bool | None = None,
-                size: int = suite.AGNOSTIC_SIZE, **kwargs):
-    """(torch module with moved BatchNorm statistics, jaxcnn model, converted variables, NCHW input).
+                size: int = suite.AGNOSTIC_SIZE, api: str = "linen", **kwargs):
+    """(torch module with moved BatchNorm statistics, jaxcnn model, converted variables, NCHW input); with
+    api="nnx" the model is the NNX network holding the torch module's weights, and the variables None.
 
     kink_free (None; False for eval mode, True for train mode): an input without near-kinks
     in that mode, where float32 rounding decides where the gradient goes (parity.checks.training.near_kinks).
     """
-    module, model = suite.random_original(name, seed, **kwargs)
+    module, model = suite.random_original(name, seed, api, **kwargs)
     for bn in batchnorms(module):
         assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
         assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
@@ -36,4 +37,4 @@ def random_pair(name: str, seed: int = 0, batch: int = 3, kink_free: bool | None
         x = check.sample_input(name, shape, seed)
     else:
         x = suite.kink_free_input(module, name, shape, seed, train=kink_free)
-    return module, model, convert.torch_to_flax(module, model, x), x
+    return module, model, suite.flax_weights(module, model, x), x

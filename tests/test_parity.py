@@ -18,16 +18,19 @@ def random_original(name: str, seed: int, batch: int = 3):
 
 
 # The large networks in the fast set: AlexNet, seed 0 (VGG forwards: slow; the representative VGG's fast gradient
-# check in test_training_parity runs its forward too. Each seed of a large network costs seconds).
-CASES = [pytest.param(name, seed, marks=spec.marks(name, name.startswith("vgg") or (seed > 0 and name == "alexnet"),
-                                                   repeat=seed > 0))
+# check in test_training_parity runs its forward too. Each seed of a large network costs seconds). The NNX
+# networks, seed 0: BatchNorm and dropout in the fast set (its linen twin's outputs: test_nnx), every VGG in the sweep.
+NNX_FAST = ("cnn_bn_dropout",)
+CASES = [pytest.param(name, seed, "linen", marks=spec.marks(
+    name, name.startswith("vgg") or (seed > 0 and name == "alexnet"), repeat=seed > 0))
     for name in jaxcnn.list_models() for seed in SEEDS]
+CASES += [pytest.param(name, 0, "nnx", marks=spec.marks(name, name not in NNX_FAST, repeat=True))
+          for name in jaxcnn.list_models()]
 
 
-@pytest.mark.parametrize("name,seed", CASES)
-def test_forward_parity(name, seed):
-    module, model, x = random_original(name, seed)
-    variables = convert.torch_to_flax(module, model, x)
+@pytest.mark.parametrize("name,seed,api", CASES)
+def test_forward_parity(name, seed, api):
+    module, model, variables, x = helpers.random_pair(name, seed, 3, api=api)
     result = check.assert_same_outputs(module, model, variables, x, rtol=1e-5)
     assert result.ok and result.torch_shape == result.flax_shape, result
 

@@ -13,16 +13,25 @@ SMALL = spec.NINE
 
 
 # AlexNet in train mode only in the fast set; every VGG (138M parameters: 40 s each) and AlexNet's eval mode slow.
-@pytest.mark.parametrize("name,train", [
-    pytest.param(*case, id=f"{case[0]}-{'train-shared-dropout' if case[1] else 'eval'}",
-                 marks=spec.marks(case[0], case[0].startswith("vgg") or (case[0] == "alexnet" and not case[1])))
-    for case in [(name, train) for name in jaxcnn.list_models() for train in (False, True)]])
-def test_float32_gradients_equal_torch(name, train):
+# The NNX networks (nnx.value_and_grad): cnn_bn_dropout in train mode (BatchNorm, dropout replayed) in the fast set.
+def _gradient_case(name: str, train: bool, api: str):
+    mode = "train-shared-dropout" if train else "eval"
+    if api == "nnx":
+        return pytest.param(name, train, api, id=f"{name}-{mode}-nnx",
+                            marks=spec.marks(name, (name, train) != ("cnn_bn_dropout", True), repeat=True))
+    return pytest.param(name, train, api, id=f"{name}-{mode}",
+                        marks=spec.marks(name, name.startswith("vgg") or (name == "alexnet" and not train)))
+
+
+@pytest.mark.parametrize("name,train,api", [_gradient_case(name, train, api) for api in jaxcnn.APIS
+                                            for name in jaxcnn.list_models() for train in (False, True)])
+def test_float32_gradients_equal_torch(name, train, api):
     """On inputs without near-kinks (see helpers.random_pair): sun_regressor at 64x64 and VGG-BN at 32x32
     (batch 2 in train mode, so that BatchNorm has statistics to take), where such inputs exist."""
     batch = 2 if (name in SMALL and name != "sun_regressor") or (name.endswith("_bn") and train) else 1
     kwargs, size = suite.gradient_settings(name)
-    module, model, variables, x = helpers.random_pair(name, seed=0, batch=batch, kink_free=train, size=size, **kwargs)
+    module, model, variables, x = helpers.random_pair(name, seed=0, batch=batch, kink_free=train, size=size,
+                                                      api=api, **kwargs)
     report = training.compare_gradients(module, model, variables, x, training.targets_for(name, module, x),
                                         training.loss_kind(name), train=train)
     assert report.loss_verdict(1e-5).ok, report.loss_verdict(1e-5)
@@ -56,9 +65,11 @@ def test_gradient_check_detects_a_wrong_gradient():
     assert "conv_stack.9.bias" in report.failures()
 
 
-@pytest.mark.parametrize("name", spec.registry(["cnn_bn_dropout", "vgg16_bn"]))
-def test_batchnorm_training_statistics_and_outputs_equal_torch(name):
-    module, model, variables, _ = helpers.random_pair(name, batch=2)
+@pytest.mark.parametrize("name,api", [pytest.param(name, api, marks=spec.marks(name, name.startswith("vgg"),
+                                                                                repeat=api == "nnx"))
+                                      for api in jaxcnn.APIS for name in ("cnn_bn_dropout", "vgg16_bn")])
+def test_batchnorm_training_statistics_and_outputs_equal_torch(name, api):
+    module, model, variables, _ = helpers.random_pair(name, batch=2, api=api)
     shape = helpers.test_shape(model, 4 if name == "cnn_bn_dropout" else 2)
     batches = [check.sample_input(name, shape, seed) for seed in range(5)]
     report = steps.compare_batchnorm_training(module, model, variables, batches)
@@ -111,29 +122,35 @@ NOTEBOOK_RUNS = [("lenet5_classic", "sgd", {}), ("mnist_cnn", "sgd", {}), ("lene
                  ("sun_regressor", "adam_l2", {"input_size": 64})]
 
 
-def _run(name, optimizer, kwargs, double):
-    module, model, variables, _ = helpers.random_pair(name, batch=4, **kwargs)
+def _run(name, optimizer, kwargs, double, api="linen", steps_count=20):
+    module, model, variables, _ = helpers.random_pair(name, batch=4, api=api, **kwargs)
     shape = helpers.test_shape(model, 4)
-    batches = [check.sample_input(name, shape, seed) for seed in range(20)]
+    batches = [check.sample_input(name, shape, seed) for seed in range(steps_count)]
     targets = [training.targets_for(name, module, b, seed) for seed, b in enumerate(batches)]
     return steps.compare_optimizer_steps(module, model, variables, batches, targets, training.loss_kind(name),
                                          optimizer, double=double)
 
 
 # mnist_cnn's Adam run slow (its SGD run and Adam elsewhere); sun_regressor's too: tests/test_trainer_parity.py runs
-# its Adam with L2 decay through the trainer itself, in float64.
-@pytest.mark.parametrize("name,optimizer,kwargs", [
-    pytest.param(*r, marks=[pytest.mark.slow] * (r[:2] in (("mnist_cnn", "adam"), ("sun_regressor", "adam_l2"))))
-    for r in NOTEBOOK_RUNS])
-def test_twenty_training_steps_equal_torch_in_float64(name, optimizer, kwargs):
-    report = _run(name, optimizer, kwargs, double=True)
+# its Adam with L2 decay through the trainer itself, in float64. The NNX networks (nnx.Optimizer): three Adam steps
+# of cnn_bn_dropout (BatchNorm, dropout) in the fast set, each notebook's twenty steps slow.
+@pytest.mark.parametrize("name,optimizer,kwargs,api,steps_count", [
+    pytest.param(*r, "linen", 20, id=f"{r[0]}-{r[1]}",
+                 marks=[pytest.mark.slow] * (r[:2] in (("mnist_cnn", "adam"), ("sun_regressor", "adam_l2"))))
+    for r in NOTEBOOK_RUNS] + [
+    pytest.param(*r, "nnx", 20, id=f"{r[0]}-{r[1]}-nnx", marks=pytest.mark.slow) for r in NOTEBOOK_RUNS] + [
+    pytest.param("cnn_bn_dropout", "adam", {}, "nnx", 3, id="cnn_bn_dropout-adam-nnx-3-steps")])
+def test_training_steps_equal_torch_in_float64(name, optimizer, kwargs, api, steps_count):
+    report = _run(name, optimizer, kwargs, double=True, api=api, steps_count=steps_count)
+    assert len(report.losses) == steps_count
     assert max(report.relative.values()) <= 1e-5, report.relative
     assert all(abs(a - b) <= 1e-10 * abs(a) for a, b, _ in report.losses), report.losses
 
 
-@pytest.mark.parametrize("name", ["lenet5_classic", pytest.param("mnist_cnn", marks=pytest.mark.slow)])
-def test_twenty_sgd_steps_equal_torch_in_float32(name):
-    report = _run(name, "sgd", {}, double=False)
+@pytest.mark.parametrize("name,api", [("lenet5_classic", "linen"), pytest.param("mnist_cnn", "linen",
+                                      marks=pytest.mark.slow), pytest.param("mnist_cnn", "nnx", marks=pytest.mark.slow)])
+def test_twenty_sgd_steps_equal_torch_in_float32(name, api):
+    report = _run(name, "sgd", {}, double=False, api=api)
     assert report.verdict.ok, {k: str(v) for k, v in report.states.items() if not v.ok}
     assert report.loss_verdict(1e-5).ok, report.losses
 

@@ -14,6 +14,7 @@ import jaxcnn
 from jaxcnn.interchange import to_nchw  # noqa: F401  (re-exported beside to_nhwc)
 from jaxcnn.preprocess import RANGES
 from parity.checks import device, referee
+from parity.checks.flax_side import flax_side
 from parity.checks.referee import relative_difference  # noqa: F401  (re-exported: the measure of every check)
 
 
@@ -128,12 +129,14 @@ def compare_layer(torch_layer: torch.nn.Module, flax_layer: nn.Module, variables
 
 def compare_outputs(module: torch.nn.Module, model: nn.Module, variables: Any, x_nchw: Any,
                     rtol: float = 1e-5) -> Comparison:
-    """Inference outputs of both (torch in eval mode on its module's device, Flax with train=False on JAX's
-    default device) on the same input, judged against torch in float64 on the CPU."""
+    """Inference outputs of both (torch in eval mode on its module's device, Flax with train=False, or after an
+    NNX network's eval(), on JAX's default device) on the same input, judged against torch in float64 on the CPU.
+
+    model, variables: a jaxcnn linen module and its variables, or a jaxcnn NNX network and None."""
     x = np.asarray(x_nchw, np.float32)
     with in_mode(module, train=False), exact_numerics(), torch.no_grad():
         y_torch = module(to_torch(x, device.torch_device_of(module)))
-        y_flax = model.apply(variables, to_nhwc(x))
+        y_flax = flax_side(model, variables).predict(to_nhwc(x))
         y_float64 = referee.float64_copy(module).eval()(to_torch(x.astype(np.float64)))
     return compare_arrays(y_torch, y_flax, y_float64, rtol)
 

@@ -20,8 +20,9 @@ import jaxcnn
 from parity.checks import referee
 from parity.checks.check import exact_numerics, to_nhwc, to_numpy, to_torch
 from parity.checks.device import torch_device_of
-from parity.checks.training import (compare_states, flax_step_fn, float64_data, float64_pair, replayed_dropout, torch_loss,
-                             torch_masks)
+from parity.checks.flax_side import flax_side
+from parity.checks.training import (compare_states, float64_data, float64_pair, replayed_dropout, torch_loss,
+                                    torch_masks)
 from train.trainer.optimizers import create_optimizer
 
 
@@ -43,8 +44,11 @@ class BatchNormReport:
 
 def compare_batchnorm_training(module: torch.nn.Module, model: nn.Module, variables: Any,
                                batches: list[np.ndarray], seed: int = 0, rtol: float = 1e-5) -> BatchNormReport:
-    """k train-mode forward passes on the same batches (shared dropout masks), Flax vs torch vs float64."""
-    state = dict(variables)
+    """k train-mode forward passes on the same batches (shared dropout masks), Flax vs torch vs float64.
+
+    model, variables: a jaxcnn linen module and its variables, or a jaxcnn NNX network and None (a copy of it
+    runs, in training mode: its BatchNorm statistics move in place)."""
+    side = flax_side(model, variables)
     exact = referee.float64_copy(module)
     where = torch_device_of(module)
     outputs = []
@@ -53,17 +57,16 @@ def compare_batchnorm_training(module: torch.nn.Module, model: nn.Module, variab
     for step, x_nchw in enumerate(batches):
         x = to_nhwc(x_nchw)
         with exact_numerics():
-            y, new = model.apply(state, x, train=True, mutable=["batch_stats", "intermediates"],
-                                 rngs={"dropout": jax.random.fold_in(jax.random.key(seed), step)})
-            masks = torch_masks(model, new.get("intermediates"), x.shape)
+            y, intermediates = side.train_forward(x, jax.random.fold_in(jax.random.key(seed), step))
+            masks = torch_masks(side.linen, intermediates, x.shape)
             with torch.no_grad(), replayed_dropout(module, masks), replayed_dropout(exact, masks):
                 y_t = module(to_torch(x_nchw, where))
                 y_64 = exact(to_torch(x_nchw.astype(np.float64)))
-        state["batch_stats"] = new["batch_stats"]
         outputs.append(_output_verdict(y, y_t, y_64, rtol))
     module.eval()
     exact.eval()
-    stats = compare_states(module, exact, model, state, batches[0].shape, rtol, lambda k: "running_" in k)
+    stats = compare_states(module, exact, side.linen, side.variables(), batches[0].shape, rtol,
+                           lambda k: "running_" in k)
     return BatchNormReport(outputs, stats)
 
 
@@ -110,26 +113,21 @@ def compare_optimizer_steps(module: torch.nn.Module, model: nn.Module, variables
                             double: bool = False, rtol: float = 1e-5) -> OptimizerReport:
     """One optimizer step per batch in train mode, torch.optim vs the optax twin vs the float64 referee.
 
+    model, variables: a jaxcnn linen module and its variables (jax.value_and_grad, tx.update), or a jaxcnn NNX
+    network and None (a copy of it trained with nnx.value_and_grad and nnx.Optimizer).
     double=True runs Flax and torch in float64 too (the module is copied; the given one is untouched).
     """
     exact = referee.float64_copy(module)
+    side = flax_side(model, variables)
     with contextlib.ExitStack() as stack:
         if double:
-            module, variables = float64_pair(module, variables, stack)
+            module, side = float64_pair(module, side, stack)
             pairs = [float64_data(kind, x, t) for x, t in zip(batches, targets)]
             batches, targets = [x for x, _ in pairs], [t for _, t in pairs]
         make_torch, make_optax = NOTEBOOK_OPTIMIZERS[optimizer]
         torch_opt, exact_opt, tx = make_torch(module.parameters()), make_torch(exact.parameters()), make_optax()
-        params = variables["params"]
-        state = {k: v for k, v in variables.items() if k != "params"}
-        opt_state = tx.init(params)
-        step_fn = flax_step_fn(model, kind, train=True)
+        flax_step = side.trainer(tx, kind)
         where = torch_device_of(module)
-
-        @jax.jit
-        def apply_updates(grads, opt_state, params):
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state
 
         def torch_step(net, opt, x_nchw, t, masks, device) -> float:
             opt.zero_grad()
@@ -145,18 +143,14 @@ def compare_optimizer_steps(module: torch.nn.Module, model: nn.Module, variables
         for step, (x_nchw, t) in enumerate(zip(batches, targets)):
             x = to_nhwc(x_nchw)
             with exact_numerics():
-                (loss, (_, batch_stats, intermediates)), grads = step_fn(
-                    params, state, x, to_nhwc(t), jax.random.fold_in(jax.random.key(seed), step))
-                params, opt_state = apply_updates(grads, opt_state, params)
-                if batch_stats is not None:
-                    state["batch_stats"] = batch_stats
-                masks = torch_masks(model, intermediates, x.shape)
+                loss, intermediates = flax_step(x, to_nhwc(t), jax.random.fold_in(jax.random.key(seed), step))
+                masks = torch_masks(side.linen, intermediates, x.shape)
                 loss_t = torch_step(module, torch_opt, x_nchw, t, masks, where)
                 loss_64 = torch_step(exact, exact_opt, *float64_data(kind, x_nchw, t), masks, "cpu")
             losses.append((loss_t, float(loss), loss_64))
         module.eval()
         exact.eval()
-        states = compare_states(module, exact, model, {**state, "params": params}, batches[0].shape, rtol)
+        states = compare_states(module, exact, side.linen, side.variables(), batches[0].shape, rtol)
         return OptimizerReport(losses, states)
 
 

@@ -6,6 +6,7 @@ import functools
 
 import numpy as np
 import torch
+from flax import nnx
 
 import jaxcnn
 from parity.checks import check, convert, device, referee, training
@@ -50,14 +51,23 @@ def _built_original(name: str, seed: int, kwargs: tuple) -> tuple[torch.nn.Modul
     return module, torch.get_rng_state()
 
 
-def random_original(name: str, seed: int = 0, **kwargs):
-    """(torch original with random weights and moved BatchNorm statistics, jaxcnn model).
+def random_original(name: str, seed: int = 0, api: str = "linen", **kwargs):
+    """(torch original with random weights and moved BatchNorm statistics, jaxcnn model: the linen module, or
+    with api="nnx" a new NNX network, its weights to be loaded: `flax_weights`).
 
     Each call returns a module of its own; the last few built are kept and copied (VGG's torch initialisation
     takes seconds, a copy a fraction of one), and torch's random state is left as building it leaves it."""
     module, rng_state = _built_original(name, seed, tuple(sorted(kwargs.items())))
     torch.set_rng_state(rng_state)
-    return copy.deepcopy(module), jaxcnn.create_model(name, **kwargs)
+    model = jaxcnn.create_model(name, api, rngs=nnx.Rngs(seed) if api == "nnx" else None, **kwargs)
+    return copy.deepcopy(module), model
+
+
+def flax_weights(module: torch.nn.Module, model, x_nchw) -> dict | None:
+    """The torch module's weights for the jaxcnn `model`, as the checks take them: a linen module's variables,
+    or None once an NNX network holds them (loaded in place). x_nchw: the input (or its shape) to trace with."""
+    variables = convert.torch_to_flax(module, model, x_nchw)
+    return None if isinstance(model, nnx.Module) else variables
 
 
 def kink_free_input(module, name: str, shape: tuple[int, ...], seed: int = 0, train: bool = False,
@@ -87,6 +97,7 @@ class Row:
     gradient_float64_torch: float
     gradient_criterion: str
     round_trip_exact: bool
+    api: str = "linen"
 
     @property
     def ok(self) -> bool:
@@ -94,38 +105,42 @@ class Row:
 
 
 def round_trip_exact(module: torch.nn.Module, model, sample_shape) -> bool:
-    """torch -> Flax -> torch returns every tensor bit for bit (BatchNorm buffers included)."""
+    """torch -> Flax (linen variables, or an NNX network's own) -> torch returns every tensor bit for bit
+    (BatchNorm buffers included)."""
     state = module.state_dict()
-    back = convert.flax_to_torch(convert.torch_to_flax(module, model, sample_shape), model, module, sample_shape)
+    back = convert.flax_to_torch(flax_weights(module, model, sample_shape), model, module, sample_shape)
     return set(back) == set(state) and all(torch.equal(back[k], state[k].cpu()) and back[k].dtype == state[k].dtype
                                            for k in state)
 
 
-def gradient_case(name: str, seed: int, where: device.Device, original: tuple | None = None) -> tuple:
-    """The arguments of the gradient check of `name`: (module on where.torch, model, Flax variables, a kink-free
-    NCHW input at gradient_settings' size, targets, loss kind), for training.compare_gradients.
+def gradient_case(name: str, seed: int, where: device.Device, original: tuple | None = None,
+                  api: str = "linen") -> tuple:
+    """The arguments of the gradient check of `name`: (module on where.torch, model, Flax variables (None for
+    an NNX network, which holds them), a kink-free NCHW input at gradient_settings' size, targets, loss kind),
+    for training.compare_gradients.
 
-    original: random_original(name, seed), reused where the settings take no other configuration."""
+    original: random_original(name, seed, api), reused where the settings take no other configuration."""
     kwargs, size = gradient_settings(name)
-    module, model = original if original and not kwargs else random_original(name, seed, **kwargs)
+    module, model = original if original and not kwargs else random_original(name, seed, api, **kwargs)
     module.to(where.torch)
     x = kink_free_input(module, name, input_shape(model, 2 if model.fixed_size else 1, size), seed)
     targets = training.targets_for(name, module, x, seed)
-    return module, model, convert.torch_to_flax(module, model, x), x, targets, training.loss_kind(name)
+    return module, model, flax_weights(module, model, x), x, targets, training.loss_kind(name)
 
 
-def check_model(name: str, seed: int = 0, where: device.Device | None = None) -> Row:
-    """Forward, gradient and round trip of `name` with torch and Flax on `where` (default: the CPU)."""
+def check_model(name: str, seed: int = 0, where: device.Device | None = None, api: str = "linen") -> Row:
+    """Forward, gradient and round trip of `name` with torch and Flax (its linen module, or with api="nnx" its
+    NNX network) on `where` (default: the CPU)."""
     where = where or device.resolve("cpu")
     with device.placed(where):
-        module, model = random_original(name, seed)
+        module, model = random_original(name, seed, api)
         parameters = sum(p.numel() for p in module.parameters())
         x = check.sample_input(name, input_shape(model, 3), seed)
         exact = round_trip_exact(module, model, x.shape)
-        variables = convert.torch_to_flax(module, model, x)
+        variables = flax_weights(module, model, x)
         forward = check.compare_outputs(module.to(where.torch), model, variables, x).verdict
 
-        gradient = training.compare_gradients(*gradient_case(name, seed, where, (module, model))).verdict
+        gradient = training.compare_gradients(*gradient_case(name, seed, where, (module, model), api)).verdict
     return Row(name, parameters, where.name, forward.flax_torch, forward.flax_float64, forward.torch_float64,
                forward.criterion, gradient.flax_torch, gradient.flax_float64, gradient.torch_float64,
-               gradient.criterion, exact)
+               gradient.criterion, exact, api)

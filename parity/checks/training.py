@@ -11,9 +11,7 @@ import dataclasses
 from typing import Any, Callable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import torch
 import torch.nn.functional as F
 from flax import linen as nn
@@ -24,6 +22,7 @@ from jaxcnn.interchange import activation_to_torch, flatten_shapes, flax_name
 from parity.checks import referee
 from parity.checks.check import exact_numerics, in_mode, to_nhwc, to_numpy, to_torch
 from parity.checks.convert import flax_to_torch
+from parity.checks.flax_side import LinenSide, NNXSide, flax_loss, flax_side, flax_step_fn  # noqa: F401
 from parity.checks.device import torch_device_of
 
 def loss_kind(name: str) -> str:
@@ -44,12 +43,6 @@ def targets_for(name: str, module: torch.nn.Module, x_nchw: np.ndarray, seed: in
     with torch.no_grad():
         shape = tuple(module.eval()(to_torch(x_nchw, torch_device_of(module))).shape)
     return make_targets(name, shape, seed)
-
-
-def flax_loss(kind: str, y: jax.Array, targets: jax.Array) -> jax.Array:
-    if kind == "mse":
-        return jnp.mean(jnp.square(y - targets))
-    return optax.softmax_cross_entropy_with_integer_labels(y, targets).mean()
 
 
 def torch_loss(kind: str, y: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -80,22 +73,6 @@ def torch_masks(model: nn.Module, intermediates: Any, shape_nhwc: tuple[int, ...
     flattened = flatten_shapes(model, shape_nhwc) if flat else {}
     return {"_".join(path[:-1]): activation_to_torch(masks[0], flattened.get(path[:-1]))
             for path, masks in flat.items() if path[-1] == "keep"}
-
-
-def flax_step_fn(model: nn.Module, kind: str, train: bool) -> Callable:
-    """(params, state, x, targets, key) -> ((loss, (y, new_batch_stats, intermediates)), grads), jitted."""
-
-    def loss_fn(params, state, x, targets, key):
-        variables = {**state, "params": params}
-        if train:
-            y, new = model.apply(variables, x, train=True, mutable=["batch_stats", "intermediates"],
-                                 rngs={"dropout": key})
-        else:
-            y, new = model.apply(variables, x), {}
-        return flax_loss(kind, y, targets), (y, new.get("batch_stats", state.get("batch_stats")),
-                                             new.get("intermediates", {}))
-
-    return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
 
 
 def near_kinks(module: torch.nn.Module, x_nchw: np.ndarray, gap: float = 1e-6, train: bool = False) -> int:
@@ -176,12 +153,10 @@ class GradientReport:
         return {k: str(v) for k, v in self.verdicts.items() if not v.ok}
 
 
-def float64_pair(module: torch.nn.Module, variables: Any, stack: contextlib.ExitStack):
-    """Enters jax x64 on `stack`; returns a float64 copy of the module and float64 variables."""
+def float64_pair(module: torch.nn.Module, side: LinenSide | NNXSide, stack: contextlib.ExitStack):
+    """Enters jax x64 on `stack`; returns a float64 copy of the module and the Flax side in float64."""
     stack.enter_context(jax.enable_x64(True))
-    variables = jax.tree_util.tree_map(
-        lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables)
-    return copy.deepcopy(module).double(), variables
+    return copy.deepcopy(module).double(), side.in_float64()
 
 
 def float64_data(kind: str, x: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,24 +182,24 @@ def compare_gradients(module: torch.nn.Module, model: nn.Module, variables: Any,
                       double: bool = False, rtol: float = 1e-4) -> GradientReport:
     """Gradients of the loss w.r.t. every parameter, both frameworks, same weights and input, with the referee.
 
+    model, variables: a jaxcnn linen module and its variables, or a jaxcnn NNX network and None.
     torch runs on its module's device, Flax on JAX's default device, the referee (torch in float64) on the CPU.
     train=False: eval mode (Dropout off, BatchNorm running statistics).
     train=True: BatchNorm batch statistics, and Dropout with one shared mask.
     double=True: both sides in float64 (jax x64, a float64 copy of the module), which takes float32 rounding,
     and so max-pool near-ties, out of the comparison; torch is then its own referee.
     """
+    side = flax_side(model, variables)
     with contextlib.ExitStack() as stack:
         if double:
-            module, variables = float64_pair(module, variables, stack)
+            module, side = float64_pair(module, side, stack)
             x_nchw, targets = float64_data(kind, x_nchw, targets)
         x = to_nhwc(x_nchw)
-        state = {k: v for k, v in variables.items() if k != "params"}
         with exact_numerics():
-            (loss, (_, _, intermediates)), grads = flax_step_fn(model, kind, train)(
-                variables["params"], state, x, to_nhwc(targets), jax.random.key(seed))
-        masks = torch_masks(model, intermediates, x.shape)
-        ours = {k: to_numpy(v).astype(np.float64)
-                for k, v in flax_to_torch({**state, "params": grads}, model, module, x_nchw.shape).items()}
+            loss, grads, intermediates = side.gradients(kind, x, to_nhwc(targets), train, jax.random.key(seed))
+        masks = torch_masks(side.linen, intermediates, x.shape)
+        ours = {k: to_numpy(v).astype(np.float64) for k, v in flax_to_torch(
+            {**side.variables(), "params": grads}, side.linen, module, x_nchw.shape).items()}
     loss_t, theirs = torch_gradients(module, kind, x_nchw, targets, masks, train)
     if double:
         loss_64, exact = loss_t, theirs
