@@ -190,7 +190,7 @@ def resolve(root: Instance, root_body_end: list[str]) -> list[FlaxClass]:
             group = [i for i in ready if type(i.module) is torch_class]
         programs = []
         for instance in group:
-            end = root_body_end if instance is root else [f"return {_structure(instance.output)}"]
+            end = root_body_end if instance is root else [f"return {structure(instance.output)}"]
             setup, body = _text(instance, {t: c.call for t, c in instance.children.items()}, end)
             signature = ", ".join(["self", *instance.inputs, "train: bool = False"])
             programs.append(_program(setup, body, signature))
@@ -238,9 +238,11 @@ def _layout_key(layout) -> tuple:
     return layout.perm, layout.flat_from
 
 
-def _structure(output) -> str:
+def structure(output, names: list[str] | None = None) -> str:
+    """The expression of an output (a Value, or a tuple or list of them): its names, or `names` in its place."""
+    names = names or [v.var for v in (output if isinstance(output, (tuple, list)) else [output])]
     if isinstance(output, (tuple, list)):
-        names = ", ".join(v.var for v in output)
-        return f"({names},)" if isinstance(output, tuple) and len(output) == 1 else \
-            f"({names})" if isinstance(output, tuple) else f"[{names}]"
-    return output.var
+        joined = ", ".join(names)
+        return f"({joined},)" if isinstance(output, tuple) and len(output) == 1 else \
+            f"({joined})" if isinstance(output, tuple) else f"[{joined}]"
+    return names[0]

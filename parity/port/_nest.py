@@ -89,7 +89,7 @@ def _examples(ctx: Context, arg: Any) -> Any:
 def _expression(arg: Value | list) -> str:
     """The argument as the call writes it: a tensor's name, a list of them as a list (the forward's own argument
     list by its name)."""
-    if isinstance(arg, Value) or isinstance(arg, Values):
+    if isinstance(arg, (Value, Values)):
         return arg.var
     return "[" + ", ".join(a.var for a in arg) + "]"
 

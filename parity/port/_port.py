@@ -124,12 +124,7 @@ def _returns(ctx: _emit.Context, output: Any) -> tuple[list[str], Any]:
 
 def _channels_last(ctx: _emit.Context, output: Any) -> str:
     """The expression of `output` (a Value, or a tuple or list of them) made channels-last: lines in ctx.body."""
-    names = [ctx.channels_last(v) for v in _emit.flat_outputs(output)]
-    if not isinstance(output, (tuple, list)):
-        return names[0]
-    if isinstance(output, tuple):
-        return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
-    return "[" + ", ".join(names) + "]"
+    return _classes.structure(output, [ctx.channels_last(v) for v in _emit.flat_outputs(output)])
 
 
 def _table(weights: list[_emit.Weight]) -> tuple:
