@@ -130,16 +130,32 @@ class StochasticDepth(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        if self.mode not in ("row", "batch"):
-            raise ValueError(f"mode must be 'row' or 'batch', got {self.mode!r}")
-        if not train or self.rate == 0.0:
+        if not train:
             return x
-        shape = (x.shape[0] if self.mode == "row" else 1,) + (1,) * (x.ndim - 1)
-        if self.rate == 1.0:
-            return x * jnp.zeros(shape, x.dtype)
-        keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.rate, shape)
-        self.sow("intermediates", "keep", keep)
-        return x * (keep.astype(x.dtype) / jnp.asarray(1.0 - self.rate, x.dtype))
+        y, keep = stochastic_depth(x, self.rate, self.mode, lambda: self.make_rng("dropout"))
+        if keep is not None:
+            self.sow("intermediates", "keep", keep)
+        return y
+
+
+def stochastic_depth(x: jax.Array, rate: float, mode: str, key) -> tuple[jax.Array, jax.Array | None]:
+    """torchvision.ops.stochastic_depth in training mode: each sample ('row') or the whole batch ('batch') kept
+    with probability 1 - rate, the kept scaled by 1 / (1 - rate).
+
+    Arguments:
+        x: (N, ...). key: called for the mask's key only when one is drawn (0 < rate < 1).
+    Returns:
+        (y shaped like x, the keep mask drawn ((N, 1, ..., 1) or (1, ..., 1)), or None where none was).
+    """
+    if mode not in ("row", "batch"):
+        raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
+    if rate == 0.0:
+        return x, None
+    shape = (x.shape[0] if mode == "row" else 1,) + (1,) * (x.ndim - 1)
+    if rate == 1.0:
+        return x * jnp.zeros(shape, x.dtype), None
+    keep = jax.random.bernoulli(key(), 1.0 - rate, shape)
+    return x * (keep.astype(x.dtype) / jnp.asarray(1.0 - rate, x.dtype)), keep
 
 
 # -- F.interpolate: torch's CPU index arithmetic (float32, as torch computes it for float32 input) ------------

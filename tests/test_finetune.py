@@ -64,13 +64,20 @@ def test_start_from_loads_everything_but_a_resized_head(start_file):
         finetune.start_from(other, other.init(jax.random.key(0), np.zeros((1, 32, 32, 3))), start_file)
 
 
-def test_freeze_prefixes_are_checked():
-    model, _ = fit.build_model("cnn_bn_dropout", "torch", (32, 32, 3), 5)
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_freeze_prefixes_are_checked(api):
+    """Both APIs take torch's names and label their own trees: linen's modules 'conv_0', NNX's paths conv/0."""
+    model, _ = fit.build_model("cnn_bn_dropout", "torch", (32, 32, 3), 5, api=api)
     params = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, 3))))["params"]
     labels = finetune.parameter_groups(model, params, ("conv",), head_lr=True)
-    assert {k: set(jax.tree_util.tree_leaves(v)) for k, v in labels.items()} == {
-        "conv_0": {"frozen"}, "conv_1": {"frozen"}, "conv_3": {"frozen"}, "conv_4": {"frozen"}, "fc_0": {"train"},
-        "fc_3": {"head"}}
+    layers = {}
+    for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
+        layers.setdefault(jax.tree_util.keystr(path[:-1], simple=True, separator="."), set()).add(label)
+    torch_names = {"conv.0": {"frozen"}, "conv.1": {"frozen"}, "conv.3": {"frozen"}, "conv.4": {"frozen"},
+                   "fc.0": {"train"}, "fc.3": {"head"}}
+    assert layers == {name if api == "nnx" else name.replace(".", "_"): v for name, v in torch_names.items()}
+    frozen = finetune.frozen_modules(finetune.parameter_groups(model, params, ("conv.0", "conv.1")))
+    assert frozen == ({("conv", 0), ("conv", 1)} if api == "nnx" else {("conv_0",), ("conv_1",)})
     with pytest.raises(ValueError, match="--freeze features: no parameter is under it; the model's layers: conv"):
         finetune.parameter_groups(model, params, ("features",))
     with pytest.raises(ValueError, match="would freeze the head fc.3"):

@@ -44,7 +44,7 @@ def test_porting_a_registry_original_reproduces_jaxcnn(name):
     """The port of each torch original computes jaxcnn's network: outputs within 1e-5, gradients within 1e-4
     (on the gradient check's kink-free input and settings), the same weights by torch key, and every check."""
     module, model, variables, x, targets, kind = suite.gradient_case(name, 0, device.resolve("cpu"))
-    ported = port.build(module, x)
+    ported = port.build(module, x, api="linen")
     ours = {k: v.numpy() for k, v in port.torch_state_dict(ported.module, ported.variables).items()}
     theirs = jaxcnn.torch_state_dict(model, variables)
     assert list(ours) == list(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in ours)
@@ -100,7 +100,7 @@ def test_train_mode_replays_every_dropout_mask():
     torch.manual_seed(0)
     module = port_nets.Functional()
     x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
-    ported = port.build(module, x)
+    ported = port.build(module, x, api="linen")
     _, new = ported.module.apply(ported.variables, parity_check.to_nhwc(x), train=True, mutable=["intermediates"],
                                  rngs={"dropout": jax.random.key(0)})
     (mask,) = flatten_dict(new["intermediates"]).values()
@@ -127,7 +127,7 @@ def test_the_written_model_py_is_the_ported_module(tmp_path):
     torch.manual_seed(0)
     module = port_nets.TinyResNet()
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
-    ported = port.build(module, x)
+    ported = port.build(module, x, api="linen")
     port.save(ported, tmp_path)
     model, variables = port.load(tmp_path)
     assert (tmp_path / "model.py").read_text() == ported.source
@@ -141,7 +141,7 @@ def test_the_written_model_py_is_the_ported_module(tmp_path):
 def test_any_batch_size_after_tracing_with_one():
     torch.manual_seed(0)
     module = port_nets.Functional().eval()
-    model, variables = port.port(module, np.zeros((2, 1, 28, 28), np.float32))
+    model, variables = port.port(module, np.zeros((2, 1, 28, 28), np.float32), api="linen")
     apply = jax.jit(model.apply)
     for batch in (1, 5, 0):
         x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28)).astype(np.float32)
@@ -152,7 +152,7 @@ def test_any_batch_size_after_tracing_with_one():
 
 def test_a_wrong_weight_layout_fails_the_check():
     module, model, _, x = helpers.random_pair("lenet5_mnist", batch=2)
-    ported = port.build(module, x)
+    ported = port.build(module, x, api="linen")
     bad = jax.tree_util.tree_map(lambda a: a, ported.variables)
     bad["params"]["fc1"]["kernel"] = jnp.asarray(module.fc1.weight.detach().numpy().T)  # torch's (C, H, W) order
     report = port.check(module, ported.module, bad, x)
@@ -268,7 +268,7 @@ def test_names_that_are_not_identifiers_are_made_valid_and_unique():
     torch.manual_seed(0)
     module = _OddNames()
     x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
-    ported = port.build(module, x)
+    ported = port.build(module, x, api="linen")
     compile(ported.source, "model.py", "exec")
     assert set(ported.variables["params"]) == {"block-1", "block_1", "jnp", "0"}  # Flax's tree keeps torch's names
     assert {"block_1", "block_1_2", "jnp_", "layers_0"} <= set(re.findall(r"^ +self\.(\w+) = ", ported.source, re.M))
@@ -279,7 +279,7 @@ def test_names_that_are_not_identifiers_are_made_valid_and_unique():
 def test_each_submodule_class_is_one_flax_class_and_the_variables_nest_as_the_state_dict():
     torch.manual_seed(0)
     module = port_nets.TinyResNet()
-    ported = port.build(module, np.zeros((2, 3, 16, 16), np.float32))
+    ported = port.build(module, np.zeros((2, 3, 16, 16), np.float32), api="linen")
     assert "class ResidualBlock(nn.Module)" in ported.source and "class ResidualBlockWithShortcut(nn.Module)" in ported.source
     assert ported.variables["params"]["layers"]["1"]["shortcut"]["0"]["kernel"].shape == (1, 1, 8, 16)
     rows = {row[0]: row[1] for row in type(ported.module).TORCH_WEIGHTS}
@@ -293,7 +293,7 @@ def test_a_loaded_port_is_a_module_of_its_own(tmp_path):
     torch.manual_seed(0)
     module = port_nets.TinyResNet()
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
-    port.save(port.build(module, x), tmp_path)
+    port.save(port.build(module, x, api="linen"), tmp_path)
     model, variables = port.load(tmp_path)
     assert inspect.getsourcefile(type(model)) == str((tmp_path / "model.py").resolve())
     assert "def __call__" in inspect.getsource(type(model))
@@ -310,7 +310,7 @@ def test_a_network_with_auxiliary_outputs_in_train_mode_returns_them_there():
     torch.manual_seed(0)
     module = port_nets.AuxiliaryInTraining()
     x = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32)
-    ported = port.build(module, x)
+    ported = port.build(module, x, api="linen")
     xf = parity_check.to_nhwc(x)
     logits = ported.module.apply(ported.variables, xf)
     (train_logits, features), _ = ported.module.apply(ported.variables, xf, train=True, mutable=["batch_stats"])

@@ -33,9 +33,10 @@ def test_port_writes_model_variables_and_report(tmp_path, capsys):
     assert report["ok"] and report["round_trip_exact"] and report["input_shape_flax"] == [2, 11, 11, 3]
     assert {"forward", "gradients", "forward (train)", "gradients (train)"} <= set(report["checks"])
     assert all(c["ok"] and c["flax_float64"] < 1e-5 for c in report["checks"].values())
-    model, variables = port.load(out)
-    assert type(model).__name__ == "Inception"
-    assert model.apply(variables, np.zeros((4, 11, 11, 3), np.float32)).shape == (4, 5)
+    assert report["api"] == "nnx" and "class Inception(nnx.Module)" in (out / "model.py").read_text()  # the default
+    net, _ = port.load(out)
+    assert type(net).__name__ == "Inception"
+    assert net(np.zeros((4, 11, 11, 3), np.float32)).shape == (4, 5)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
@@ -68,7 +69,8 @@ def test_port_replaces_an_earlier_port_only_with_overwrite_and_takes_kwargs(tmp_
     (out / "model.py").write_text("# an earlier port")
     assert _port(out, "Functional", "2,1,28,28") == 2
     assert "--overwrite" in capsys.readouterr().err and (out / "model.py").read_text() == "# an earlier port"
-    assert _port(out, "Functional", "2,1,28,28", "--kwargs", '{"num_classes": 4}', "--overwrite") == 0
+    assert _port(out, "Functional", "2,1,28,28", "--kwargs", '{"num_classes": 4}', "--overwrite", "--api",
+                 "linen") == 0
     assert "layers.Linear(32, 4)" in (out / "model.py").read_text()
     model, variables = port.load(out)
     assert model.apply(variables, np.zeros((3, 28, 28, 1), np.float32)).shape == (3, 4)
@@ -99,7 +101,7 @@ def test_readme_example_runs(capsys):
     code = section[section.index("```python") + len("```python"):]
     exec(compile(code[:code.index("```")], "README.md", "exec"), {"__name__": "readme_example"})
     printed = capsys.readouterr().out
-    assert "class SmallNet(nn.Module)" in printed and "round trip" in printed and "FAILED" not in printed
+    assert "class SmallNet(nnx.Module)" in printed and "round trip" in printed and "FAILED" not in printed
 
 
 def test_port_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):

@@ -246,7 +246,7 @@ def test_mbconv_squeeze_excitation_and_stochastic_depth():
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), MBConv(4, 0.5))
     x = np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32)
-    ported = port.build(module, x)
+    ported = port.build(module, x, api="linen")
     assert "layers.StochasticDepth(0.5, 'row')" in ported.source
     x_cl = np.moveaxis(x, 1, -1)
     with torch.no_grad():
@@ -522,7 +522,7 @@ def test_python_that_reads_shapes_and_functional_layers_port_in_both_modes():
     assert {"forward (train)", "batch statistics (train)"} <= set(report.verdicts)
     compile(ported.source, "model.py", "exec")
     assert "layers.BatchNorm(8)" in ported.source and "layers.normalize_over_batch(" in ported.source
-    assert "layers.Conv2d(3, 8, kernel_size=(3, 3), stride=(2, 2))" in ported.source
+    assert "layers.Conv2d(3, 8, kernel_size=(3, 3), stride=(2, 2), rngs=rngs)" in ported.source
     keys = {row[0] for row in type(ported.module).TORCH_WEIGHTS}
     assert keys == set(ReadsShapes().state_dict())
 

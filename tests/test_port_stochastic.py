@@ -69,6 +69,6 @@ def test_channel_dropouts_drop_whole_channels_replayed_in_train_mode():
     module = ChannelDropouts()
     x = np.random.default_rng(0).standard_normal((4, 3, 6, 6)).astype(np.float32)
     ported = port.build(module, x)
-    assert "layers.Dropout(0.4, broadcast_dims=(1, 2))" in ported.source, ported.source
+    assert "layers.Dropout(0.4, broadcast_dims=(1, 2), rngs=rngs)" in ported.source, ported.source
     report = port.check(module, ported.module, ported.variables, x)
     assert report.ok and "forward (train)" in report.verdicts, report.table()

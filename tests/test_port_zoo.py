@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 from parity import port
 from parity.originals import zoo
@@ -64,8 +65,9 @@ def test_googlenet_with_its_auxiliary_logits_ports_both_modes():
     ported = port.build(module, x)
     report = port.check(module, ported.module, ported.variables, x)
     assert report.ok, report.table()
-    outputs, _ = ported.module.apply(ported.variables, x.transpose(0, 2, 3, 1), train=True, mutable=["batch_stats"],
-                                     rngs={"dropout": jax.random.key(0)})
+    net = ported.module
+    net.train()
+    outputs = net(x.transpose(0, 2, 3, 1))
     assert [o.shape for o in outputs] == [(len(x), 10)] * 3
 
 
@@ -78,7 +80,7 @@ def test_inception_train_mode_in_float64():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0  # its masks are replayed by port.check; here the two sides would draw their own
     x = _example("inception_v3").astype(np.float64)
-    ported = port.build(module, x)
+    ported = port.build(module, x, api="linen")
     reference = module.double().train()
     expected = reference(torch.from_numpy(x))
     (expected ** 2).sum().backward()
@@ -108,17 +110,17 @@ def test_inception_train_mode_in_float64():
 def test_port_runs_under_jit_other_batch_sizes_and_vmap(name):
     torch.manual_seed(0)
     module = zoo.tiny(name).eval()
-    ported = port.build(module, _example(name))
-    apply = jax.jit(ported.module.apply)
+    graphdef, state = nnx.split(port.build(module, _example(name)).module)  # NNX's functional form
+    apply = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
     for batch in (1, 5):
         x = _example(name, batch, seed=batch)
         with torch.no_grad():
             expected = module(torch.from_numpy(x)).numpy()
         nhwc = x.transpose(0, 2, 3, 1)
-        got = np.asarray(apply(ported.variables, nhwc))
+        got = np.asarray(apply(state, nhwc))
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
-        mapped = jax.vmap(lambda image: ported.module.apply(ported.variables, image[None])[0])(nhwc)
+        mapped = jax.vmap(lambda image: nnx.merge(graphdef, state)(image[None])[0])(nhwc)
         np.testing.assert_allclose(np.asarray(mapped), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
@@ -131,27 +133,26 @@ def test_resnet50_is_a_short_nested_source():
     ported = _full_size("resnet50")
     lines = ported.source.splitlines()
     assert len(lines) < 150, ported.source
-    assert "class Bottleneck(nn.Module):" in ported.source and "class ResNet(nn.Module):" in ported.source
-    assert len(re.findall(r"^class Bottleneck\w*\(nn\.Module\):", ported.source, re.M)) <= 2  # with/without downsample
-    params = ported.variables["params"]
-    assert params["layer1"]["0"]["conv1"]["kernel"].shape == (1, 1, 64, 64)
-    assert params["layer4"]["2"]["bn3"]["scale"].shape == (2048,)
+    assert "class Bottleneck(nnx.Module):" in ported.source and "class ResNet(nnx.Module):" in ported.source
+    assert len(re.findall(r"^class Bottleneck\w*\(nnx\.Module\):", ported.source, re.M)) <= 2  # with/without downsample
+    net = ported.module
+    assert net.layer1[0].conv1.kernel.shape == (1, 1, 64, 64) and net.layer4[2].bn3.scale.shape == (2048,)
     table = dict((row[0], row[1]) for row in type(ported.module).TORCH_WEIGHTS)
-    assert table["layer1.0.conv1.weight"] == "params/layer1/0/conv1/kernel"
-    assert table["layer2.0.downsample.1.running_var"] == "batch_stats/layer2/0/downsample/1/var"
+    assert table["layer1.0.conv1.weight"] == "layer1/0/conv1/kernel"
+    assert table["layer2.0.downsample.1.running_var"] == "layer2/0/downsample/1/var"
 
 
 def test_mobilenet_v2_is_a_short_nested_source():
     ported = _full_size("mobilenet_v2")
     assert len(ported.source.splitlines()) < 120, ported.source
     assert "class InvertedResidual" in ported.source
-    assert ported.variables["params"]["features"]["1"]["conv"]["0"]["0"]["kernel"].shape == (3, 3, 1, 32)
+    assert ported.module.features[1].conv[0][0].kernel.shape == (3, 3, 1, 32)
 
 
 def test_regnet_names_that_are_not_identifiers_keep_their_torch_keys():
     torch.manual_seed(0)
     module = zoo.tiny("regnet_y_400mf")
-    ported = port.build(module, _example("regnet_y_400mf"))
+    ported = port.build(module, _example("regnet_y_400mf"), api="linen")
     compile(ported.source, "model.py", "exec")
     keys = [row[0] for row in type(ported.module).TORCH_WEIGHTS]
     assert keys == [k for k in module.state_dict()]
@@ -161,6 +162,10 @@ def test_regnet_names_that_are_not_identifiers_keep_their_torch_keys():
         1, 1, 8, 8)
     table = dict((row[0], row[1]) for row in type(ported.module).TORCH_WEIGHTS)
     assert table["trunk_output.block1.block1-0.proj.0.weight"] == "params/trunk_output/block1/block1-0/proj/0/kernel"
+    nnx_port = port.build(module, _example("regnet_y_400mf"))  # NNX: the attribute's name in the state path
+    table = dict((row[0], row[1]) for row in type(nnx_port.module).TORCH_WEIGHTS)
+    assert table["trunk_output.block1.block1-0.proj.0.weight"] == "trunk_output/block1/block1_0/proj/0/kernel"
+    assert nnx_port.module.trunk_output["block1"].block1_0.proj[0].kernel.shape == (1, 1, 8, 8)
 
 
 def test_convnext_forward_has_no_transposes():

@@ -272,6 +272,8 @@ def test_benchmark_harness_smoke(mnist_data):
                     "notebook_004_seconds_per_epoch"):
             assert row[key] > 0, key
         assert row["notebook_loop_steps_timed"] == 4
+        nnx = results["nnx_vs_linen"][name]  # the NNX step's row: its rates, and the same XLA program as linen's
+        assert nnx["linen_train_images_per_s"] > 0 and nnx["nnx_train_images_per_s"] > 0 and nnx["same_compiled_step"]
     fast, notebook = results["time_to_99"], results["time_to_99_notebook_recipe"]
     assert fast["recipe"] == throughput.FAST_RECIPE and 1 <= fast["epochs"] <= throughput.FAST_RECIPE["epochs"]
     assert notebook["recipe"]["lr"] == 1e-3 and notebook["recipe"]["batch_size"] == 64

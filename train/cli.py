@@ -92,6 +92,9 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="compute dtype: bfloat16 computes forward and backward in bfloat16, keeping parameters, "
                         "optimizer state, the loss and BatchNorm statistics in float32 (for GPUs and TPUs)")
+    p.add_argument("--api", choices=["linen", "nnx"], default="linen",
+                   help="linen: the registry's Flax linen module (default); nnx: its native Flax NNX network, "
+                        "trained by the same steps, checkpointed, resumed and exported alike")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", choices=["torch", "flax"], default="torch",
                    help="torch: U(+-1/sqrt(fan_in)) like torch's defaults (default); flax: LeCun normal, zero bias")

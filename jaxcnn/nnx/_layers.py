@@ -165,8 +165,10 @@ class Dropout(nnx.Module):
         if deterministic is not None:
             self.deterministic = deterministic
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        if self.deterministic:
+    def __call__(self, x: jax.Array, *, deterministic: bool | None = None) -> jax.Array:
+        """deterministic: overrides the mode for this call (False: on whatever the mode, as F.dropout(x,
+        training=True) is)."""
+        if self.deterministic if deterministic is None else deterministic:
             return x
         y, keep = dropout(x, self.rate, self.rngs, self.broadcast_dims)
         if keep is not None and hasattr(self, "__captures__"):  # only inside nnx.capture: sow() else warns

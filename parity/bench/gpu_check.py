@@ -35,6 +35,7 @@ import traceback
 from pathlib import Path
 
 import jax
+from flax import nnx
 
 import jaxcnn
 from parity import port
@@ -94,8 +95,10 @@ def zoo_section(where, names: list[str], batch: int = 4) -> dict:
             other = np.random.default_rng(1).standard_normal((batch + 3, 3, size, size)).astype(np.float32)
             with torch.no_grad():
                 expected = module.eval()(torch.from_numpy(other)).numpy()
-            got = jax.jit(ported.module.apply)(ported.variables, np.transpose(other, (0, 2, 3, 1)))
-            mapped = jax.vmap(lambda v: ported.module.apply(ported.variables, v))(
+            graphdef, state = nnx.split(ported.module)  # the NNX port, as a pure function of its state
+            apply = lambda state, x: nnx.merge(graphdef, state)(x)  # noqa: E731
+            got = jax.jit(apply)(state, np.transpose(other, (0, 2, 3, 1)))
+            mapped = jax.vmap(lambda v: apply(state, v))(
                 np.transpose(other, (0, 2, 3, 1)).reshape(1, *other.shape[:1], size, size, 3))[0]
         scale = float(np.max(np.abs(expected))) or 1.0
         row["jit_other_batch"] = float(np.max(np.abs(np.asarray(got) - expected))) / scale

@@ -8,8 +8,9 @@ Rows: Flax, torch eager and torch.compile with the data already on the device (c
 as medians of --repeats runs (warm-up and compilation excluded; compile seconds reported apart) and the ratios
 Flax/torch; then seconds per epoch, with the notebooks' own loops: notebook 002's (data on the host, each batch
 moved) and notebook 004's (DataLoader + ToTensor + Normalize; CIFAR-10's records the same way), notebook 003's
-(its Dataset of image files + DataLoader); then the time to 99% test accuracy. The JSON
-names the device and the versions. --quick runs few steps (a smoke test, not a measurement).
+(its Dataset of image files + DataLoader); then the time to 99% test accuracy, and the trainer's NNX step beside
+its linen step (parity.bench.nnx_step). The JSON names the device and the versions. --quick runs few steps (a
+smoke test, not a measurement).
 """
 
 import argparse
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from jaxcnn.preprocess import PREPROCESS
-from parity.bench import finetune
+from parity.bench import finetune, nnx_step
 from parity.bench.time_to_accuracy import (FAST_RECIPE, notebook_recipe, one_epoch_99, recipe_run,  # noqa: F401
                                      time_to_accuracy)
 from parity.originals import notebook_loops, torch_models
@@ -191,7 +192,7 @@ def course_data(stack: contextlib.ExitStack, sun_dir: str | None = None, cifar_d
 
 def benchmark(dataset: Dataset, steps: int, repeats: int, with_compile: bool,
               micro_batches: int | None = None, time_to_99: bool = True, notebook_steps: int = 300,
-              torchvision: bool = False, course: dict | None = None) -> dict:
+              torchvision: bool = False, course: dict | None = None, nnx: bool = True) -> dict:
     """Every row of the side-by-side comparison, torch on the device JAX uses (see module docstring): the MNIST
     networks on `dataset`, and `course`'s {model: (data set, folder)} rows (course_data) beside them."""
     device = notebook_loops.torch_device(jax.default_backend())
@@ -204,6 +205,8 @@ def benchmark(dataset: Dataset, steps: int, repeats: int, with_compile: bool,
         results["one_epoch_99"] = one_epoch_99(dataset)
         results["time_to_99"] = time_to_accuracy(dataset, FAST_RECIPE)
         results["time_to_99_notebook_recipe"] = time_to_accuracy(dataset)
+    if nnx:
+        results["nnx_vs_linen"] = nnx_step.nnx_rows(dataset, BENCH_MODELS, steps, repeats)
     results["device"] = {"jax": str(jax.devices()[0]), "jax_platform": jax.default_backend(),
                          "torch": str(device), "name": notebook_loops.device_name(device),
                          "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
@@ -239,6 +242,8 @@ def print_tables(results: dict) -> None:
                   f"{t['train_seconds']:.1f} s in {t['epochs']} epochs (+ {t['compile_seconds']:.1f} s compile)"
                   f"{'' if t['reached'] else ' -- NOT reached'}; per epoch "
                   f"{[round(a, 4) for a in t['test_accuracy_per_epoch']]}")
+    if "nnx_vs_linen" in results:
+        nnx_step.print_rows(results["nnx_vs_linen"])
     if "finetune" in results:
         print(f"\nfine-tuning (features frozen) {'loader':>10s} {'step':>8s} {'pipeline':>9s}   torch: {'loader':>7s} "
               f"{'step':>8s} {'pipeline':>9s} {'compiled':>9s}  (images/s)")
@@ -275,28 +280,39 @@ def main(argv=None) -> int:
     parser.add_argument("--finetune-dir", help="an ImageFolder tree for those rows (default: generated JPEGs)")
     parser.add_argument("--finetune-batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="loader worker processes of the fine-tuning rows")
+    parser.add_argument("--no-nnx", dest="nnx", action="store_false", help="skip the NNX-vs-linen step rows")
+    parser.add_argument("--nnx-only", action="store_true", help="only the NNX-vs-linen step rows (MNIST networks)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
     with contextlib.ExitStack() as stack:
         try:
             dataset = mnist.load("mnist", args.data_dir)
-            course = None if args.mnist_only else course_data(stack, args.sun_dir, args.cifar_dir)
+            course = None if args.mnist_only or args.nnx_only else course_data(stack, args.sun_dir, args.cifar_dir)
         except DataError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        if args.nnx_only:
+            results = {"nnx_vs_linen": nnx_step.nnx_rows(dataset, BENCH_MODELS, steps, repeats)}
+            nnx_step.print_rows(results["nnx_vs_linen"])
+            _write_json(results, args.json)
+            return 0
         results = benchmark(dataset, steps, repeats, args.compile and not args.quick, args.micro_batches,
                             time_to_99=args.time_to_99 and not args.quick,
                             notebook_steps=10 if args.quick else args.notebook_steps, torchvision=args.torchvision,
-                            course=course)
+                            course=course, nnx=args.nnx)
     if args.finetune:
         results["finetune"] = finetune.finetune_rows(
             args.finetune, args.finetune_batch, steps=2 if args.quick else 5, repeats=1 if args.quick else 3,
             folder=args.finetune_dir, with_compile=args.compile and not args.quick, workers=args.workers)
     print_tables(results)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    _write_json(results, args.json)
     return 0
+
+
+def _write_json(results: dict, path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2)
 

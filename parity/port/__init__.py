@@ -7,7 +7,8 @@ DIR/variables.safetensors and DIR/report.json; `load(DIR)` reads them back.
 """
 
 from parity.port._check import Report, check
-from parity.port._port import Ported, build, load, port, save
+from parity.port._port import Ported, build, port
+from parity.port._saved import load, save
 from parity.port._trace import PortError
 from parity.port._weights import load_state_dict, torch_state_dict
 from parity.port._emit import supported

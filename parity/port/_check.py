@@ -11,12 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 import torch.fx as fx
-from flax import linen as nn
+from flax import linen as nn, nnx
 from flax.traverse_util import flatten_dict
 
 from parity.checks import referee, training
 from parity.checks.check import exact_numerics
 from parity.port._layout import Layout
+from parity.port._nnx_view import view_of
 from parity.port._report import Report
 from parity.port._record import plain_output
 from parity.port._trace import STOCHASTIC_DEPTH, flat_trace, innermost_module, is_random
@@ -249,14 +250,20 @@ def round_trip_exact(module: torch.nn.Module, model: nn.Module) -> bool:
         torch.equal(tensors[k], state[k].cpu()) and tensors[k].dtype == state[k].dtype for k in state)
 
 
-def check(module: torch.nn.Module, model: nn.Module, variables: dict, x_nchw: Any, seed: int = 0) -> Report:
-    """The parity report of a port (`model`, `variables`) of `module` on the torch-layout input `x_nchw`.
+def check(module: torch.nn.Module, model: nn.Module | nnx.Module, variables: Any, x_nchw: Any, seed: int = 0
+          ) -> Report:
+    """The parity report of a port (`model`, `variables`) of `module` on the torch-layout input `x_nchw`; an NNX
+    port is checked with its own weights, or with the nnx.State `variables` where given (its own modes and
+    dropout streams: what runs is its `__call__`, parity.port._nnx_view).
 
     Eval mode always, and its outputs on a batch one larger than `x_nchw`'s (the port keeps the batch free); train
     mode too when the model has BatchNorm or Dropout or branches on the mode. The loss of the gradient checks
     is the mean squared error of every output against fixed uniform targets."""
     x = np.asarray(x_nchw, np.float32)
     module = copy.deepcopy(module).cpu().float()
+    if isinstance(model, nnx.Module):
+        view = view_of(model)
+        model, variables = view, view.variables(variables)
     with torch.no_grad():
         shapes = [tuple(o.shape) for o in _outputs(module.eval()(torch.as_tensor(x)))]
     rng = np.random.default_rng(seed)

@@ -18,12 +18,13 @@ _CHAIN = re.compile(r"^(\w+) = self\.(\w+)\[(\d+)\]\((\w+)(, train)?\)$")
 
 @dataclasses.dataclass
 class FlaxClass:
-    """A generated class: its name, the torch class it ports, its fields ((name, annotation) each) and its
-    methods' text (`def setup(self): ...` and `def __call__(...): ...`, unindented)."""
+    """A generated class: its name, the torch class it ports, its fields ((name, annotation) each), its
+    methods' text (`def setup(self): ...` and `def __call__(...): ...`, unindented) and whether it is a sequence."""
     name: str
     torch_class: type
     fields: list[tuple[str, str]]
     methods: str
+    sequence: bool = False  # its submodules are torch's entries '0', '1', ... (Context.sequence_like)
 
 
 def class_name(torch_class: str) -> str:
@@ -220,7 +221,7 @@ def resolve(root: Instance, root_body_end: list[str]) -> list[FlaxClass]:
             subset = [group[k] for k in members]
             arguments[name] = [f for f, _ in fields]
             text = lit.substitute(programs[members[0]], found[0], positions)
-            classes.append(FlaxClass(name, torch_class, fields, text))
+            classes.append(FlaxClass(name, torch_class, fields, text, group[members[0]].ctx.sequence_like()))
             for instance, own in zip(subset, values):
                 defaults = {f: a.split(" = ", 1)[1] for f, a in fields if " = " in a}
                 lit.GENERATED_DEFAULTS[name] = {f: ast.literal_eval(v) for f, v in defaults.items()}

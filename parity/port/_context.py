@@ -9,12 +9,13 @@ from typing import Any, Callable
 
 import torch
 import torch.fx as fx
-from flax import linen as nn
+from flax import linen as nn, nnx
 
 from parity.port._layout import Layout, conversion
 
 CONTAINER = "#container"
-RESERVED = {"jax", "jnp", "nn", "layers", "self", "train", "math", "ClassVar"} | set(dir(nn.Module))
+RESERVED = {"jax", "jnp", "nn", "nnx", "layers", "self", "train", "math", "ClassVar", "rngs", "deterministic"} \
+    | set(dir(nn.Module)) | set(dir(nnx.Module))
 
 
 class Unsupported(Exception):
@@ -203,6 +204,24 @@ class Context:
     def flax_path(self, expr: str) -> str:
         """The Flax module path of a submodule expression ('self.layer1[0]' -> 'layer1/0')."""
         return self.expressions.get(expr, expr.removeprefix("self."))
+
+    def sequence_like(self) -> bool:
+        """A torch Sequential or ModuleList subclass (torchvision's Conv2dNormActivation) whose submodules are its
+        entries '0', '1', ... in order: its NNX class is a layers.Sequential, indexed as torch's (`conv[0]`)."""
+        if not isinstance(self.traced.module, (torch.nn.Sequential, torch.nn.ModuleList)) or self.containers:
+            return False
+        names = [self.flax_names.get(a) for a in self.submodules]
+        return bool(names) and names == [str(i) for i in range(len(names))]
+
+    def nnx_path(self, path: str) -> str:
+        """A Flax path within this class (linen's names: '0/conv/kernel') as its NNX attributes hold it: the
+        first name is the attribute ('layers_0/conv/kernel'; an entry of a sequence_like class keeps its
+        index), the rest (containers' entries) torch's."""
+        if self.sequence_like():
+            return path
+        head, _, rest = path.partition("/")
+        attribute = next((a for a, name in self.flax_names.items() if name == head), head)
+        return f"{attribute}/{rest}" if rest else attribute
 
     def add_weight(self, key: str, flax_path: str | None, kind: str, shape, flatten_from=None) -> None:
         """Records a state_dict entry; a weight of a submodule in a container is moved to the container's path."""

@@ -121,22 +121,26 @@ def instances(root: Instance) -> list[Instance]:
     return found
 
 
-def weights(instance: Instance) -> list[Weight]:
-    """The state_dict rows of an instance and its children, keys and Flax paths from the instance."""
-    rows = list(instance.ctx.weights)
+def weights(instance: Instance, api: str = "linen") -> list[Weight]:
+    """The state_dict rows of an instance and its children, keys and Flax paths from the instance; the paths
+    are linen's variables' ('params/layer1/0/conv1/kernel') or, for api='nnx', NNX's ('layer1/0/conv1/kernel')."""
+    ctx = instance.ctx
+    rows = [w if api == "linen" or w.flax_path is None else
+            dataclasses.replace(w, flax_path=ctx.nnx_path(w.flax_path.split("/", 1)[1])) for w in ctx.weights]
     for token, child in instance.children.items():
         target = child.path[len(instance.path) + 1:] if instance.path else child.path
-        prefix = instance.ctx.module_paths[target]
-        for w in weights(child):
-            flax = None if w.flax_path is None else re.sub(r"^(\w+)/", rf"\1/{prefix}/", w.flax_path)
+        prefix = ctx.module_paths[target] if api == "linen" else ctx.nnx_path(ctx.module_paths[target])
+        for w in weights(child, api):
+            flax = None if w.flax_path is None else re.sub(r"^(\w+)/", rf"\1/{prefix}/", w.flax_path) \
+                if api == "linen" else f"{prefix}/{w.flax_path}"
             rows.append(Weight(f"{target}.{w.key}", flax, w.kind, w.shape, w.flatten_from))
     return rows
 
 
-def dropouts(instance: Instance) -> list[tuple]:
+def dropouts(instance: Instance, api: str = "linen") -> list[tuple]:
     """(torch reference, Flax module path, perm, flat_from) of every dropout in the tree: the reference is
     ('module', path) for a Dropout module, ('function', innermost module path, k) for the k-th functional one
-    there (what parity.port.check finds in torch's own trace)."""
+    there (what parity.port.check finds in torch's own trace); the path linen's names' or NNX's (api)."""
     rows = []
     traced = instance.traced.train or instance.traced  # dropouts are drawn in the train-mode graph
     graph = {n.name: n for n in traced.graph.nodes}
@@ -147,14 +151,15 @@ def dropouts(instance: Instance) -> list[tuple]:
         where = _prefixed(instance.path, innermost_module(n))
         index[n.name] = (where, counts.get(where, 0))
         counts[where] = counts.get(where, 0) + 1
-    for node_name, (module, layout) in instance.ctx.dropouts.items():
+    ctx = instance.ctx
+    for node_name, (module, layout) in ctx.dropouts.items():
         node = graph[node_name]
         reference = ("module", _prefixed(instance.path, node.target)) if node.op == "call_module" \
             else ("function", *index[node_name])
-        flax = instance.ctx.flax_path(f"self.{module}")
-        rows.append((reference, flax, layout.perm, layout.flat_from))
+        flax = ctx.flax_path(f"self.{module}")
+        rows.append((reference, flax if api == "linen" else ctx.nnx_path(flax), layout.perm, layout.flat_from))
     for token, child in instance.children.items():
         target = child.path[len(instance.path) + 1:] if instance.path else child.path
-        prefix = instance.ctx.module_paths[target]
-        rows += [(ref, f"{prefix}/{flax}", perm, flat) for ref, flax, perm, flat in dropouts(child)]
+        prefix = ctx.module_paths[target] if api == "linen" else ctx.nnx_path(ctx.module_paths[target])
+        rows += [(ref, f"{prefix}/{flax}", perm, flat) for ref, flax, perm, flat in dropouts(child, api)]
     return rows

@@ -4,35 +4,34 @@ import copy
 import dataclasses
 import inspect
 import itertools
-import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from flax import linen as nn
+from flax import linen as nn, nnx
 from flax.traverse_util import flatten_dict
 
-from parity.checks import io
-from parity.port import _classes, _emit, _extra, _functions, _modules, _nest, _source  # noqa: F401  (handlers register)
+from parity.port import _classes, _emit, _extra, _functions, _modules, _nest, _nnx, _source  # noqa: F401  (handlers register)
+from parity.port._nnx_view import fill
 from parity.port._layout import Layout
 from parity.port._trace import PortError
 from parity.port._weights import load_state_dict
 
 _COUNTER = itertools.count()
-TABLES = "torch_weights.json"
+APIS = ("nnx", "linen")
 
 
 @dataclasses.dataclass(frozen=True)
 class Ported:
-    """The port of one torch module: model.py's `source`, the linen `module` built from it, its `variables`."""
+    """The port of one torch module: model.py's `source` and the module built from it: an NNX network holding its
+    weights (`variables` its nnx.state), or a linen `module` and its `variables`."""
     source: str
-    module: nn.Module
-    variables: dict
+    module: nn.Module | nnx.Module
+    variables: Any
     input_shape_nchw: tuple[int, ...]
 
 
@@ -55,19 +54,23 @@ def _ordered(weights: list[_emit.Weight], state: dict) -> list[_emit.Weight]:
     return [by_key[k] if k in by_key else _emit.Weight(k, None, "unused", tuple(state[k].shape)) for k in state]
 
 
-def build(module: torch.nn.Module, example_input: Any) -> Ported:
+def build(module: torch.nn.Module, example_input: Any, api: str = "nnx") -> Ported:
     """Traces `module` on `example_input` and builds its Flax port: one class per torch submodule class.
 
     Arguments:
         module: the torch module (not changed; its current weights are converted).
         example_input: an input in torch's layout, (N, C, H, W) (or (N, C, L), (N, C, D, H, W)); a tensor or
             array. It fixes the shapes the port is traced with; any batch size works afterwards.
+        api: 'nnx' (Flax NNX, as Flax recommends for new code: attributes and state paths torch's) or 'linen'.
     Returns:
-        Ported: the source of model.py, the linen module built from it, its variables and the input shape.
+        Ported: the source of model.py, the module built from it (NNX: holding its weights, in eval mode;
+        linen: with its variables) and the input shape.
     Raises:
         PortError: every operation the port does not support (each with its line of the user's source), a
             forward that branches on the mode or on tensor values, an input the module cannot take.
     """
+    if api not in APIS:
+        raise ValueError(f"api must be one of {APIS}, got {api!r}")
     example = torch.as_tensor(np.asarray(example_input, np.float32))
     own = copy.deepcopy(module).cpu().float()
     root = _nest.port_instance(own, "", (example,), [Layout.channels_last(example.ndim)])
@@ -75,7 +78,7 @@ def build(module: torch.nn.Module, example_input: Any) -> Ported:
         raise PortError(f"{type(module).__name__}.forward takes {len(root.inputs)} inputs; parity.port ports "
                         "networks of one input tensor")
     try:
-        return _written(module, own, root, example)
+        return _written(module, own, root, example, api)
     except PortError:
         raise
     except Exception as err:  # the port's own fault past tracing: never a bare traceback
@@ -83,7 +86,8 @@ def build(module: torch.nn.Module, example_input: Any) -> Ported:
                         "please report it with your module") from err
 
 
-def _written(module: torch.nn.Module, own: torch.nn.Module, root: _nest.Instance, example: torch.Tensor) -> Ported:
+def _written(module: torch.nn.Module, own: torch.nn.Module, root: _nest.Instance, example: torch.Tensor,
+             api: str) -> Ported:
     """The source, class and variables of a traced tree (`build`'s second half)."""
     ctx = root.ctx
     ctx.node = None
@@ -91,22 +95,45 @@ def _written(module: torch.nn.Module, own: torch.nn.Module, root: _nest.Instance
     values = _emit.flat_outputs(output)
     train_values = _emit.flat_outputs(root.output.train) if isinstance(root.output, _emit.ModeOutputs) else None
     state = module.state_dict()
-    rows = _nest.weights(root)
+    rows = _nest.weights(root, api)
     weights = _ordered([w for w in rows if w.kind != "constant"], state)
     constants = {w.flax_path: (w.key, own.get_buffer(w.key).numpy()) for w in rows if w.kind == "constant"}
     classes = _classes.resolve(root, body_end)
+    if api == "nnx":
+        generated = {c.name for c in classes}
+        classes = [dataclasses.replace(c, methods=_nnx.methods(c, generated)) for c in classes]
     input_shape = Layout.channels_last(example.ndim).flax_shape(tuple(example.shape))
     shapes = lambda values: [Layout.channels_last(v.rank).flax_shape(v.shape) for v in values]  # noqa: E731
     source = _source.write(classes, _origin(module), input_shape, shapes(values),
-                           train_values and shapes(train_values))
+                           train_values and shapes(train_values), api)
     name = f"parity_port_{classes[-1].name}_{next(_COUNTER)}"
     cls = _tabled(_source.instantiate(source, classes[-1].name, name), _table(weights),
-                  tuple(_nest.dropouts(root)), constants,
+                  tuple(_nest.dropouts(root, api)), constants,
                   any(i.traced.train is not None for i in _nest.instances(root)), getattr(state, "_metadata", None))
+    if api == "nnx":
+        net = network(cls, {"/".join(k): v for k, v in flatten_dict(load_state_dict(cls, state)).items()})
+        return Ported(source, net, nnx.state(net), tuple(example.shape))
     flax_module = cls()
     variables = load_state_dict(flax_module, state)
     _check_variables(flax_module, variables, input_shape)
     return Ported(source, flax_module, variables, tuple(example.shape))
+
+
+def network(cls: type, values: dict[str, Any], seed: int = 0) -> nnx.Module:
+    """The ported NNX network of class `cls` holding `values` ({state path: array}: its converted weights), in
+    eval mode; built without drawing its weights (nnx.eval_shape), its dropout streams from `seed`.
+    Raises PortError where the class's variables and the weights differ (the port's own fault)."""
+    net, problems = fill(nnx.eval_shape(lambda: cls(rngs=nnx.Rngs(seed))), values, seed)
+    if problems:
+        _variables_differ(problems)
+    net.eval()
+    return net
+
+
+def _variables_differ(lines: list[str]) -> None:
+    raise PortError("internal error: the generated module's variables differ from the converted weights "
+                    "(please report this with your module):\n" + "\n".join(lines[:20]) +
+                    (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""))
 
 
 def _returns(ctx: _emit.Context, output: Any) -> tuple[list[str], Any]:
@@ -159,65 +186,27 @@ def _check_variables(model: nn.Module, variables: dict, input_shape: tuple[int, 
     got = {k: tuple(v.shape) for k, v in flatten_dict(variables).items()}
     if expected != got:
         path = "/".join
-        lines = [f"  only the module declares {path(k)} {v}" for k, v in expected.items() if k not in got] + \
-            [f"  only the weights hold {path(k)} {v}" for k, v in got.items() if k not in expected] + \
-            [f"  {path(k)}: the module declares {v}, the weights hold {got[k]}" for k, v in expected.items()
-             if k in got and got[k] != v]
-        raise PortError("internal error: the generated module's variables differ from the converted weights "
-                        "(please report this with your module):\n" + "\n".join(lines[:20]) +
-                        (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""))
+        _variables_differ([f"  only the module declares {path(k)} {v}" for k, v in expected.items() if k not in got] +
+                          [f"  only the weights hold {path(k)} {v}" for k, v in got.items() if k not in expected] +
+                          [f"  {path(k)}: the module declares {v}, the weights hold {got[k]}"
+                           for k, v in expected.items() if k in got and got[k] != v])
 
 
-def port(module: torch.nn.Module, example_input: Any) -> tuple[nn.Module, dict]:
-    """A torch nn.Module as a Flax linen module computing the same function on channels-last input.
+def port(module: torch.nn.Module, example_input: Any, api: str = "nnx") -> tuple[nn.Module | nnx.Module, Any]:
+    """A torch nn.Module as a Flax module computing the same function on channels-last input.
 
     Arguments:
         module: the torch module (its current weights are converted; it is not changed).
         example_input: an input in torch's layout, (N, C, H, W) (or (N, C, L), (N, C, D, H, W)): it fixes the
             shapes the port is traced with (any batch size works afterwards).
+        api: 'nnx' (default) or 'linen'.
     Returns:
-        (flax_module, variables): flax_module.apply(variables, x_channels_last, train=False) equals
-        module.eval()(x) with its channels moved last; variables = {'params': ..., 'batch_stats': ...}.
+        NNX: (net, nnx.state(net)): `net(x_channels_last)` equals module.eval()(x) with its channels moved last
+        (net comes in eval mode; net.train() as torch's module.train()).
+        linen: (flax_module, variables): flax_module.apply(variables, x_channels_last, train=False) equals it;
+        variables = {'params': ..., 'batch_stats': ...}.
     Raises:
         PortError: operations the port does not support, all of them, each with its line of the source.
     """
-    ported = build(module, example_input)
+    ported = build(module, example_input, api)
     return ported.module, ported.variables
-
-
-def save(ported: Ported, directory: str | Path) -> None:
-    """Writes model.py, torch_weights.json (the tables of `_tabled`) and variables.safetensors (Flax variables,
-    '/'-joined keys) into `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    cls = type(ported.module)
-    (directory / "model.py").write_text(ported.source)
-    constants = {path: {"key": key, "dtype": str(value.dtype), "value": value.tolist()}
-                 for path, (key, value) in cls.TORCH_CONSTANTS.items()}
-    tables = {"class": cls.__name__, "weights": cls.TORCH_WEIGHTS, "dropouts": cls.TORCH_DROPOUTS,
-              "constants": constants, "train_branches": cls.TORCH_TRAIN_BRANCHES,
-              "metadata": cls.TORCH_METADATA}
-    (directory / TABLES).write_text(json.dumps(tables, indent=1))
-    io.save_flax(ported.variables, directory / "variables.safetensors")
-
-
-def load(directory: str | Path) -> tuple[nn.Module, dict]:
-    """(module, variables) from a directory written by `python -m parity port` or `save`.
-
-    Its model.py is imported as a module of a name that stays the same for the same directory (so its classes
-    pickle, and `inspect.getsource` and tracebacks show its lines).
-    Raises:
-        FileNotFoundError: the directory lacks model.py or torch_weights.json (written by an older port).
-    """
-    directory = Path(directory)
-    path = directory / "model.py"
-    for needed in (path, directory / TABLES):
-        if not needed.is_file():
-            raise FileNotFoundError(f"{directory} holds no {needed.name}: write it with `python -m parity port ... "
-                                    f"--out {directory}`")
-    tables = json.loads((directory / TABLES).read_text())
-    cls = _source.instantiate(path.read_text(), tables["class"], _source.module_name(directory), path.resolve())
-    constants = {path: (c["key"], np.asarray(c["value"], c["dtype"])) for path, c in tables.get("constants", {}).items()}
-    cls = _tabled(cls, tables["weights"], tables["dropouts"], constants, tables.get("train_branches", False),
-                  tables.get("metadata"))
-    return cls(), io.load_flax(directory / "variables.safetensors")

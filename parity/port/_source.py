@@ -10,7 +10,7 @@ from pathlib import Path
 
 from parity.port._classes import FlaxClass
 
-HEADER = '''"""Flax port of torch `{cls}`{origin}, written by `python -m parity port` (parity.port).
+HEADER = '''"""Flax {api}port of torch `{cls}`{origin}, written by `python -m parity port` (parity.port).
 
 Channels-last: input {input}, output {output}. `parity.port.load(directory)` loads it with its weights
 (torch_weights.json beside it maps each torch state_dict key to its Flax variable).
@@ -20,11 +20,19 @@ Channels-last: input {input}, output {output}. `parity.port.load(directory)` loa
 
 {imports}'''
 
-TOP_DOC = '''    """`{cls}` on channels-last input: x {input} -> {output}. train: batch statistics (apply with
+TOP_DOC = {
+    "linen": '''    """`{cls}` on channels-last input: x {input} -> {output}. train: batch statistics (apply with
     mutable=['batch_stats']) and dropout (rngs={{'dropout': key}}).{train}"""
 
     INPUT_SHAPE: ClassVar[tuple] = {input_shape!r}
-'''
+''',
+    "nnx": '''    """`{cls}` on channels-last input: x {input} -> {output}. As torch's, `net.train()` updates
+    the BatchNorm statistics in place and turns dropout on (the 'dropout' stream of its rngs), `net.eval()`
+    reads them; the port hands it over in eval mode.{train}"""
+
+    INPUT_SHAPE: ClassVar[tuple] = {input_shape!r}
+''',
+}
 
 
 def _shape(shape: tuple[int, ...], batch: int) -> str:
@@ -63,43 +71,49 @@ def wrap(line: str, depth_limit: int = 0) -> list[str]:
 
 def _methods(text: str) -> str:
     """The methods' text indented into a class, a blank line between them, an empty setup left out."""
-    setup, call = text.split("\ndef __call__(", 1)
-    parts = [] if setup.strip() == "def setup(self):\n    pass" else [setup]
+    first, call = text.split("\ndef __call__(", 1)
+    first = first.rstrip("\n")
+    parts = [] if first.strip() == "def setup(self):\n    pass" else [first]
     parts.append("def __call__(" + call)
     return "\n\n".join("\n".join(wrapped for line in part.split("\n")
                                   for wrapped in (wrap(f"    {line}") if line else [""])) for part in parts)
 
 
-def _class(flax_class: FlaxClass, doc: str) -> str:
-    fields = "".join(f"    {name}: {annotation}\n" for name, annotation in flax_class.fields)
-    return (f"\n\nclass {flax_class.name}(nn.Module):\n{doc}" + (f"\n{fields}" if fields else "")
+def _class(flax_class: FlaxClass, doc: str, api: str) -> str:
+    fields = "".join(f"    {name}: {annotation}\n" for name, annotation in flax_class.fields) if api == "linen" else ""
+    base = "nn.Module" if api == "linen" else "layers.Sequential" if flax_class.sequence else "nnx.Module"
+    return (f"\n\nclass {flax_class.name}({base}):\n{doc}" + (f"\n{fields}" if fields else "")
             + "\n" + _methods(flax_class.methods) + "\n")
 
 
 def write(classes: list[FlaxClass], origin: str, input_shape: tuple[int, ...],
-          output_shapes: list[tuple[int, ...]], train_output_shapes: list[tuple[int, ...]] | None = None) -> str:
+          output_shapes: list[tuple[int, ...]], train_output_shapes: list[tuple[int, ...]] | None = None,
+          api: str = "linen") -> str:
     """model.py's text. input_shape: the channels-last example shape; output_shapes: channels-last too;
-    train_output_shapes: those of train mode, where forward returns other outputs there."""
+    train_output_shapes: those of train mode, where forward returns other outputs there; api: 'linen' or 'nnx'
+    (the classes' methods already NNX's, parity.port._nnx)."""
     batch = input_shape[0]
     shown_in = _shape(input_shape, batch)
     shown_out = ", ".join(_shape(s, batch) for s in output_shapes)
     top = classes[-1]
     code = "\n".join(c.methods for c in classes)
     imports = "".join(line for used, line in (("jax.", "import jax\n"), ("jnp.", "import jax.numpy as jnp\n"))
-                      if re.search(rf"\b{re.escape(used)}", code)) + "from flax import linen as nn\n"
-    imports += "\nfrom jaxcnn import layers\n" if "layers." in code else ""
+                      if re.search(rf"\b{re.escape(used)}", code))
+    imports += "from flax import linen as nn\n" if api == "linen" else "from flax import nnx\n"
+    imports += f"\nfrom {'jaxcnn' if api == 'linen' else 'jaxcnn.nnx'} import layers\n" if "layers." in code else ""
     constants = [name for name in ("inf", "nan") if re.search(rf"(?<![\w.'\"]){name}\b", code)]  # repr(float)
     math = f"from math import {', '.join(constants)}\n" if constants else ""
     text = HEADER.format(cls=top.torch_class.__name__, origin=f" ({origin})" if origin else "", input=shown_in,
-                         output=shown_out, imports=imports, math=math)
+                         output=shown_out, imports=imports, math=math, api="" if api == "linen" else "NNX ")
     for flax_class in classes[:-1]:
-        text += _class(flax_class, f'    """torch `{flax_class.torch_class.__name__}`."""\n')
+        text += _class(flax_class, f'    """torch `{flax_class.torch_class.__name__}`."""\n', api)
     train = "" if train_output_shapes is None else (
         "\n    In train mode it returns " + ", ".join(_shape(s, batch) for s in train_output_shapes) + " (as torch's "
-        "forward does); init with\n    train=True to create the layers that only train mode runs.")
-    doc = TOP_DOC.format(cls=top.torch_class.__name__, input=shown_in, output=shown_out, input_shape=input_shape,
-                         train=train)
-    return text + _class(top, doc)
+        "forward does)" + ("; init with\n    train=True to create the layers that only train mode runs."
+                           if api == "linen" else "."))
+    doc = TOP_DOC[api].format(cls=top.torch_class.__name__, input=shown_in, output=shown_out,
+                              input_shape=input_shape, train=train)
+    return text + _class(top, doc, api)
 
 
 def instantiate(source: str, class_name: str, module_name: str, path: str | Path | None = None) -> type:

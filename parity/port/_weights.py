@@ -7,9 +7,11 @@ from typing import Any, Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 import torch
+from flax import nnx
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxcnn.interchange import ConversionError, as_numpy, kernel_to_flax, kernel_to_torch
+from parity.port._nnx_view import assign, view_of
 
 Table = Sequence[tuple]  # (torch key, Flax path or None, kind, torch shape, flatten_from or None)
 
@@ -21,12 +23,16 @@ def _table(model_or_table: Any) -> Table:
     return table
 
 
-def load_state_dict(model: Any, state: Mapping[str, Any]) -> dict:
+def load_state_dict(model: Any, state: Mapping[str, Any]) -> Any:
     """Flax variables of a ported module from the torch module's state_dict (tensors or arrays); the buffers that
-    torch keeps out of its state_dict (persistent=False) come from the port's TORCH_CONSTANTS.
+    torch keeps out of its state_dict (persistent=False) come from the port's TORCH_CONSTANTS. A ported NNX
+    network gets them in place (and its nnx.state is returned).
 
     Raises ConversionError listing every missing key, unexpected key and shape mismatch.
     """
+    if isinstance(model, nnx.Module):
+        assign(model, {"/".join(k[1:]): v for k, v in flatten_dict(load_state_dict(view_of(model), state)).items()})
+        return nnx.state(model)
     table = _table(model)
     known = {row[0] for row in table}
     missing = [row[0] for row in table if row[0] not in state and row[2] != "unused"]
@@ -48,14 +54,20 @@ def load_state_dict(model: Any, state: Mapping[str, Any]) -> dict:
     return unflatten_dict(flat)
 
 
-def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] | None = None
+def numpy_state_dict(model: Any, variables: Any = None, dropped: Mapping[str, Any] | None = None
                      ) -> dict[str, np.ndarray]:
-    """The torch state_dict (numpy arrays, torch's key order) of a ported module's variables.
+    """The torch state_dict (numpy arrays, torch's key order) of a ported module's variables (a ported NNX
+    network's own, or the nnx.State given).
 
     dropped: values for what Flax does not keep (BatchNorm's num_batches_tracked, weights forward never reads),
     e.g. the original state_dict; default zeros.
     Raises ConversionError when the variables lack an entry of the table or hold one it does not know.
     """
+    if isinstance(model, nnx.Module):
+        view = view_of(model)
+        return numpy_state_dict(view, view.variables(variables), dropped)
+    if variables is None:
+        raise TypeError("a linen port's variables are needed: numpy_state_dict(module, variables)")
     table = _table(model)
     given = {"/".join(k): v for k, v in flatten_dict(dict(variables)).items()}
     paths = {row[1] for row in table if row[1] is not None} | set(getattr(model, "TORCH_CONSTANTS", {}))
@@ -76,9 +88,9 @@ def numpy_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] 
     return state
 
 
-def torch_state_dict(model: Any, variables: Mapping, dropped: Mapping[str, Any] | None = None) -> dict:
+def torch_state_dict(model: Any, variables: Any = None, dropped: Mapping[str, Any] | None = None) -> dict:
     """`numpy_state_dict` as torch tensors: `torch_module.load_state_dict(torch_state_dict(model, variables))`
-    loads strictly into the module the port was made from (an OrderedDict carrying, as torch's does, the
+    (an NNX port: `torch_state_dict(net)`) loads strictly into the module the port was made from (an OrderedDict carrying, as torch's does, the
     `_metadata` of each module's layout version)."""
     state = collections.OrderedDict((k, torch.from_numpy(v))
                                     for k, v in numpy_state_dict(model, variables, dropped).items())

@@ -1,5 +1,5 @@
-"""`python -m parity port path/to/file.py:ClassName --input-shape N,C,H,W --out DIR`: ports the class, writes
-DIR/model.py, DIR/torch_weights.json, DIR/variables.safetensors and DIR/report.json, checks the written model.py against the torch module
+"""`python -m parity port path/to/file.py:ClassName --input-shape N,C,H,W --out DIR [--api nnx|linen]`: ports the
+class (to Flax NNX unless --api linen), writes DIR/model.py, DIR/torch_weights.json, DIR/variables.safetensors and DIR/report.json, checks the written model.py against the torch module
 and prints the table. Exit status: 0 when every check passes, 1 when one fails, 2 when nothing could be ported."""
 
 import argparse
@@ -19,7 +19,8 @@ from jaxcnn.files import error_line, write_text
 from jaxcnn.interchange import ConversionError
 from parity.checks import io
 from parity.port._check import check
-from parity.port._port import build, load, save
+from parity.port._port import APIS, build
+from parity.port._saved import load, save
 from parity.port._trace import PortError
 
 
@@ -33,6 +34,9 @@ def add_parser(commands) -> None:
                                         "strictly, with torch.load(weights_only=True)")
     port.add_argument("--out", required=True, help="the directory to write (must not exist, or hold a port)")
     port.add_argument("--overwrite", action="store_true", help="replace a directory that holds an earlier port")
+    port.add_argument("--api", choices=APIS, default="nnx",
+                      help="the Flax API model.py is written in: nnx (the default, as Flax recommends for new code) "
+                           "or linen")
     port.add_argument("--seed", type=int, default=0, help="of the random input and targets of the checks")
     port.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
@@ -92,7 +96,7 @@ def run(args) -> int:
         if args.weights:
             module.load_state_dict(io.load_torch_state(args.weights), strict=True)
         x = np.random.default_rng(args.seed).standard_normal(shape).astype(np.float32)
-        ported = build(module, x)
+        ported = build(module, x, args.api)
     except (PortError, ConversionError, OSError, ValueError) as err:  # ConversionError, PortError: ValueErrors
         if args.debug:
             raise
@@ -108,7 +112,8 @@ def run(args) -> int:
         model, variables = load(tmp)  # the checks run on the written model.py
         report = check(module, model, variables, x, args.seed)
         write_text(tmp / "report.json", json.dumps(
-            {"torch_class": type(module).__name__, "target": args.target, "input_shape_torch": list(shape),
+            {"torch_class": type(module).__name__, "target": args.target, "api": args.api,
+             "input_shape_torch": list(shape),
              "input_shape_flax": list(model.INPUT_SHAPE), "parameters": sum(p.numel() for p in module.parameters()),
              "seed": args.seed, "versions": _versions(), **report.to_json()}, indent=2))
         if out.exists():

@@ -8,6 +8,7 @@ import jax
 import jaxcnn
 from train.trainer.checkpoint import Checkpoints
 from train.trainer.fit import Settings, build_model, optimizer_of
+from train.trainer.nnx_model import NnxModel
 from train.trainer.step import init_state, variables_of
 
 
@@ -38,9 +39,11 @@ def load_trained(checkpoint: str | Path, model_name: str | None = None) -> Train
         config = checkpoints.meta(epoch)["config"]
         if model_name and model_name != config["model"]:
             raise InspectError(f"--model {model_name} but {out} was trained with --model {config['model']}")
+        nnx_run = config.get("api") == "nnx"
         if "model_kwargs" in config:
             kwargs = config["model_kwargs"]
-            model = jaxcnn.create_model(config["model"], weight_init=config["init"], **kwargs)
+            build = NnxModel if nnx_run else jaxcnn.create_model
+            model = build(config["model"], weight_init=config["init"], **kwargs)
         else:  # a run from before checkpoints recorded them: train.mnist's 28x28x1, 10 classes
             model, kwargs = build_model(config["model"], config["init"])
         # the run's optimizer, for the structure of its state (a schedule's step count: its length is immaterial)
@@ -49,4 +52,5 @@ def load_trained(checkpoint: str | Path, model_name: str | None = None) -> Train
         state, _ = checkpoints.restore(epoch, init_state(model, tx, jax.random.key(0)))
     finally:
         checkpoints.close()
-    return Trained(model, variables_of(state), config, epoch, kwargs)
+    model, variables = model.linen(variables_of(state)) if nnx_run else (model, variables_of(state))  # its twin
+    return Trained(model, variables, config, epoch, kwargs)

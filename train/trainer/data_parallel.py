@@ -146,6 +146,10 @@ class Trainer:
             seconds["eval"] = time.perf_counter() - start
         return seconds
 
+    def compiled_step_text(self) -> str:
+        """The optimized XLA program of one training step (after `compile`)."""
+        return self._step.as_text()
+
     def _eval_for(self, images_shape: tuple[int, ...]) -> Callable:
         """The jitted evaluation of a split of this shape (its chunk size follows from the shape)."""
         if images_shape not in self._evals:

@@ -6,11 +6,14 @@ layers frozen (their parameters and BatchNorm statistics bit-identical), give th
     tx = grouped(optax_of_lr(1e-3), labels, head=optax_of_lr(1e-2))
 
 Prefixes and the head are named in torch's state_dict terms ('features', 'features.0', 'classifier.6'), matched
-at '.' boundaries; jaxcnn's Flax module names are the same with '_' ('features_0').
+at '.' boundaries, for a linen network and for an NNX one (train.trainer.nnx_model.NnxModel) alike: jaxcnn's linen
+module names are the same with '_' ('features_0'), an NNX network's state paths the names themselves
+('features/0/kernel').
 """
 
+import functools
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -20,21 +23,33 @@ from flax import linen as nn
 import jaxcnn
 from jaxcnn.interchange import ConversionError, torch_prefix
 from jaxcnn.layers import BatchNorm
+from train.trainer.nnx_model import NnxModel
 
 FROZEN, HEAD, TRAIN = "frozen", "head", "train"
 
 
-def _prefix_of(model: nn.Module, flax_module: str) -> str:
-    return torch_prefix(flax_module, jaxcnn.config_of(model).torch_sequentials)
+def _path(keys: tuple) -> tuple:
+    """A jax tree path ((DictKey('conv'), DictKey(0), DictKey('kernel'))) as its keys: ('conv', 0, 'kernel')."""
+    return tuple(k.key for k in keys)
+
+
+def _prefix_of(model: nn.Module | NnxModel, path: tuple) -> str:
+    """The torch prefix of the layer holding the parameter at `path` in the model's params: an NNX network's
+    module path itself (('features', 0, 'kernel') -> 'features.0'), a linen network's top-level module's
+    torch name (('features_0', 'kernel') -> 'features.0')."""
+    if isinstance(model, NnxModel):
+        return ".".join(map(str, path[:-1]))
+    return torch_prefix(path[0], jaxcnn.config_of(model).torch_sequentials)
 
 
 def _under(prefix: str, key: str) -> bool:
     return key == prefix or key.startswith(prefix + ".")
 
 
-def head_prefix(model: nn.Module) -> str:
+def head_prefix(model: nn.Module | NnxModel) -> str:
     """The torch prefix of the model's output layer (its last layer with a weight): 'classifier.6' for VGG."""
-    weights = [k.removesuffix(".weight") for k in jaxcnn.torch_keys(model) if k.endswith(".weight")]
+    keys = jaxcnn.torch_keys(model.twin if isinstance(model, NnxModel) else model)  # in torch's order
+    weights = [k.removesuffix(".weight") for k in keys if k.endswith(".weight")]
     return weights[-1]
 
 
@@ -77,11 +92,14 @@ def start_from(model: nn.Module, variables: dict, path: str | Path) -> tuple[dic
     return loaded, notes
 
 
-def parameter_groups(model: nn.Module, params: Any, freeze: Sequence[str] = (), head_lr: bool = False) -> Any:
-    """A tree like `params` labelling each array FROZEN (under a `freeze` prefix), HEAD (the output layer, when
-    head_lr) or TRAIN. Raises ValueError for a prefix that matches no parameter, listing the prefixes there are."""
+def parameter_groups(model: nn.Module | NnxModel, params: Any, freeze: Sequence[str] = (),
+                     head_lr: bool = False) -> Any:
+    """A tree like `params` (a linen network's, or an NnxModel's under torch's paths) labelling each array FROZEN
+    (under a `freeze` prefix), HEAD (the output layer, when head_lr) or TRAIN. Raises ValueError for a prefix
+    that matches no parameter, listing the prefixes there are."""
     head = head_prefix(model)
-    prefixes = {name: _prefix_of(model, name) for name in params}
+    prefixes = {path: _prefix_of(model, path) for path in
+                (_path(keys) for keys, _ in jax.tree_util.tree_flatten_with_path(params)[0])}
     for wanted in freeze:
         if not any(_under(wanted, p) for p in prefixes.values()):
             known = sorted({p.split(".")[0] for p in prefixes.values()} | set(prefixes.values()))
@@ -89,13 +107,13 @@ def parameter_groups(model: nn.Module, params: Any, freeze: Sequence[str] = (), 
         if _under(wanted, head):
             raise ValueError(f"--freeze {wanted} would freeze the head {head}: nothing would train")
 
-    def label(name: str) -> str:
-        prefix = prefixes[name]
+    def label(keys: tuple, _) -> str:
+        prefix = prefixes[_path(keys)]
         if any(_under(wanted, prefix) for wanted in freeze):
             return FROZEN
         return HEAD if head_lr and prefix == head else TRAIN
 
-    return {name: jax.tree_util.tree_map(lambda _, n=name: label(n), tree) for name, tree in params.items()}
+    return jax.tree_util.tree_map_with_path(label, params)
 
 
 def grouped(tx: optax.GradientTransformation, labels: Any,
@@ -105,22 +123,41 @@ def grouped(tx: optax.GradientTransformation, labels: Any,
     return optax.multi_transform({TRAIN: tx, HEAD: head or tx, FROZEN: optax.set_to_zero()}, labels)
 
 
-def frozen_modules(labels: Any) -> frozenset[str]:
-    """The top-level Flax modules whose parameters are all FROZEN."""
-    return frozenset(name for name, tree in labels.items()
-                     if all(leaf == FROZEN for leaf in jax.tree_util.tree_leaves(tree)))
+def frozen_modules(labels: Any) -> frozenset[tuple]:
+    """The paths of the modules whose parameters are all FROZEN: a linen network's ('conv_1',), an NNX
+    network's ('conv', 1) (a parameter's path less its last key)."""
+    modules: dict[tuple, bool] = {}
+    for keys, leaf in jax.tree_util.tree_flatten_with_path(labels)[0]:
+        module = _path(keys)[:-1]
+        modules[module] = modules.get(module, True) and leaf == FROZEN
+    return frozenset(module for module, frozen in modules.items() if frozen)
 
 
-def frozen_batchnorm(frozen: frozenset[str]):
-    """A flax method interceptor (`nn.intercept_methods`) running the BatchNorms among `frozen` in eval mode:
-    they normalise with their running statistics and leave them as they are, as torch's `module.eval()` on
-    frozen layers does."""
+def frozen_batchnorm(frozen: frozenset[tuple]):
+    """A flax method interceptor (`nn.intercept_methods`) running the linen BatchNorms whose paths are among
+    `frozen` in eval mode: they normalise with their running statistics and leave them as they are, as torch's
+    `module.eval()` on frozen layers does."""
 
     def interceptor(next_fun, args, kwargs, context):
         module = context.module
-        if isinstance(module, BatchNorm) and context.method_name == "__call__" and module.name in frozen:
+        if isinstance(module, BatchNorm) and context.method_name == "__call__" and module.path in frozen:
             kwargs = dict(kwargs, train=False)
             args = args[:1]
         return next_fun(*args, **kwargs)
 
     return interceptor
+
+
+def frozen_apply(model: nn.Module | NnxModel, frozen: frozenset[tuple] = frozenset()) -> Callable:
+    """model.apply with the BatchNorms of the `frozen` modules (frozen_modules) in eval mode: a linen network's
+    through frozen_batchnorm, an NNX network's through NnxModel.apply's `frozen`."""
+    if not frozen:
+        return model.apply
+    if isinstance(model, NnxModel):
+        return functools.partial(model.apply, frozen=frozen)
+
+    def apply(*args, **kwargs):
+        with nn.intercept_methods(frozen_batchnorm(frozen)):
+            return model.apply(*args, **kwargs)
+
+    return apply

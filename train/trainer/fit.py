@@ -21,13 +21,12 @@ from train.data.augment import AUGMENTATIONS, HOST_AUGMENTATIONS
 from train.data.dataset import Dataset
 from train.trainer import finetune, recipes
 from train.trainer.data_parallel import Trainer
+from train.trainer.errors import TrainingError
+from train.trainer.models import DATA_NAMES, build_model
+from train.trainer.nnx_model import APIS, NnxModel
 from train.trainer.optimizers import create_optimizer, learning_rate
 from train.trainer.step import TrainState, epoch_order, variables_of
 from train.trainer.stream import FolderData, StreamRunner
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (NaN loss, a model that does not take the data); the message says why."""
 
 
 @dataclasses.dataclass
@@ -54,6 +53,7 @@ class Settings:
     dtype: str = "float32"  # what the forward and backward compute in: float32 or bfloat16 (train.trainer.step.make_apply)
     mean: tuple[float, ...] | None = None  # with std: Normalize(mean, std) of [0, 1] pixels instead of `preprocess`
     std: tuple[float, ...] | None = None
+    api: str = "linen"  # the network trained: the registry's linen module, or its native NNX one (NnxModel)
 
     def __post_init__(self):
         recipe = dict(schedule="constant", warmup_fraction=0.25, label_smoothing=0.0, augment="none",
@@ -66,6 +66,8 @@ class Settings:
         self.freeze = tuple(self.freeze)
         self.mean, self.std = (tuple(v) if v is not None else None for v in (self.mean, self.std))
         preprocessor(self.preprocess, self.mean, self.std)  # a ValueError names what is wrong
+        if self.api not in APIS:
+            raise ValueError(f"unknown api {self.api!r}; choose one of {APIS}")
         if self.optimizer == "adam_l2" and not self.weight_decay > 0:
             raise ValueError("--optimizer adam_l2 is torch's Adam(weight_decay=...), L2 added to the gradient: give "
                              "--weight-decay > 0 (or --optimizer adam)")
@@ -74,12 +76,14 @@ class Settings:
 def start_from_weights(run: "Run", state: Any) -> tuple[Any, list[str]]:
     """The run's fresh (replicated) state with settings.weights loaded (train.trainer.finetune.start_from) and the
     optimizer state begun anew; returns it with the notes on what was not loaded."""
-    trainer = run.trainer
+    trainer, nnx_model = run.trainer, isinstance(run.model, NnxModel)
+    variables = variables_of(trainer.unreplicate(state))
+    model, variables = run.model.linen(variables) if nnx_model else (run.model, variables)  # its linen twin's
     try:
-        variables, notes = finetune.start_from(run.model, variables_of(trainer.unreplicate(state)),
-                                               run.settings.weights)
+        variables, notes = finetune.start_from(model, variables, run.settings.weights)
     except ValueError as err:  # jaxcnn.ConversionError too: the file does not fit the model
         raise TrainingError(str(err)) from err
+    variables = run.model.from_linen(variables) if nnx_model else variables
     params = variables["params"]
     fresh = TrainState(np.zeros((), np.int32), params, variables.get("batch_stats", {}), run.tx.init(params))
     return trainer.replicate_state(fresh), notes
@@ -92,50 +96,6 @@ def place(run: "Run", dataset) -> Any:
         return dataset
     put = run.trainer.put_replicated
     return (*put((dataset.train_images, dataset.train_labels)), *put((dataset.test_images, dataset.test_labels)))
-
-
-# How errors name each data set of train.data.sources.
-DATA_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "sun": "notebook 003's sun data",
-              "cifar10": "CIFAR-10"}
-
-
-def _described(shape: tuple[int, ...]) -> str:
-    return "x".join(map(str, shape))
-
-
-def build_model(name: str, init: str, image_shape: tuple[int, int, int] = (28, 28, 1), num_outputs: int = 10,
-                regression: bool = False, data_name: str = "MNIST") -> tuple[nn.Module, dict]:
-    """The registry model configured for images of `image_shape` (H, W, C) and `num_outputs` classes (or
-    regression targets), and the kwargs that did it (in_channels, input_size, num_classes where they differ).
-
-    Raises TrainingError naming the model and the data when the model cannot take the images, has no
-    num_classes, or trains with the other kind of loss (its ModelConfig's cross_entropy or mse)."""
-    if name not in jaxcnn.list_models():
-        raise TrainingError(f"unknown model {name!r}; available: {', '.join(jaxcnn.list_models())}")
-    h, w, c = image_shape
-    data = f"{data_name}'s {_described(image_shape)} images"
-    probe = jaxcnn.create_model(name)
-    if not hasattr(probe, "num_classes"):
-        raise TrainingError(f"model {name!r} outputs a feature map, not one value per class or target: it cannot "
-                            f"train on {data}")
-    loss = jaxcnn.model_config(name).loss
-    if (loss == "mse") != regression:
-        kind, other = (("a regressor (MSE loss)", "class labels") if loss == "mse"
-                       else ("a classifier (cross-entropy)", "regression targets"))
-        raise TrainingError(f"model {name!r} is {kind}; {data_name} has {other}: choose a "
-                            f"{'classifier' if loss == 'mse' else 'regressor such as sun_regressor'}")
-    wanted = (("in_channels", c), ("input_size", h if h == w else (h, w)), ("num_classes", num_outputs))
-    kwargs = {k: v for k, v in wanted if hasattr(probe, k) and getattr(probe, k) != v}
-    model = jaxcnn.create_model(name, weight_init=init, **kwargs)
-    try:
-        out = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(0), jax.numpy.zeros((1, h, w, c))),
-                                                 jax.numpy.zeros((1, h, w, c))))
-    except (ValueError, TypeError) as err:
-        raise TrainingError(f"model {name!r} does not take {data}: {err}") from err
-    if out.shape != (1, num_outputs):
-        raise TrainingError(f"model {name!r} gives {_described(out.shape[1:])} outputs per image on {data}, "
-                            f"not the {num_outputs} the data has")
-    return model, kwargs
 
 
 @dataclasses.dataclass
@@ -182,7 +142,7 @@ def setup(settings: Settings, dataset: Dataset, devices: list | None = None, par
     """The model (for the data set's image shape and outputs), optimizer (its schedule spans settings.epochs of
     the training split) and Trainer of a run (devices, parallel, loop, micro_batches: see train.trainer.data_parallel.Trainer)."""
     model, model_kwargs = build_model(settings.model, settings.init, dataset.image_shape, dataset.num_outputs,
-                                      dataset.regression, DATA_NAMES.get(dataset.name, dataset.name))
+                                      dataset.regression, DATA_NAMES.get(dataset.name, dataset.name), settings.api)
     num_train = len(dataset.train_labels)
     steps_per_epoch = num_train // settings.batch_size
     if steps_per_epoch == 0:

@@ -20,6 +20,11 @@ def _flag(key: str) -> str:
 def check_settings(saved: dict, config: Any) -> None:
     """Raises TrainingError naming each changed setting and both values (unless config.allow_changes, which
     warns instead). epochs may grow, except on a one-cycle schedule, whose span it is."""
+    saved_api = saved.get("api", "linen")  # checkpoints from before --api hold linen states
+    if saved_api != getattr(config, "api", "linen"):
+        raise TrainingError(f"cannot resume: the checkpoint holds a {saved_api} network's state and --api "
+                            f"{config.api} trains the other kind; give --api {saved_api} (--allow-changes cannot "
+                            "change it)")
     keys = MUST_MATCH + (("epochs",) if config.schedule == "onecycle" else ())
     as_json = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (a tuple flag is a list in JSON)
     changed = {k: (saved[k], getattr(config, k)) for k in keys

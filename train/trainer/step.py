@@ -5,7 +5,6 @@ targets (N, K) — or arrives batch by batch from a streaming loader (train.trai
 preprocesses its images inside the jitted function, and updates the state with the model's loss (cross-entropy,
 or torch's MSELoss)."""
 
-import contextlib
 import math
 from typing import Any, Callable
 
@@ -19,7 +18,7 @@ from flax import struct
 from jaxcnn.config import LOSSES
 from jaxcnn.preprocess import preprocessor
 from train.data.augment import augment_batch
-from train.trainer.finetune import frozen_batchnorm
+from train.trainer.finetune import frozen_apply
 
 
 # Measured on this project's 2-core CPU (python -m parity.bench --micro-batches K): mnist_cnn batch 64
@@ -85,17 +84,17 @@ def make_apply(model: nn.Module, compute_dtype: str = "float32", frozen: frozens
     """model.apply computing in `compute_dtype`: for 'bfloat16' the parameters and inputs are cast down (the
     parameters themselves, their gradients and the optimizer state stay float32; BatchNorm normalises in float32)
     and the outputs cast up to float32, so the loss is float32. The BatchNorms of `frozen` modules run in eval
-    mode (train.trainer.finetune.frozen_batchnorm)."""
+    mode (train.trainer.finetune.frozen_apply)."""
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"unknown compute dtype {compute_dtype!r}; choose one of {sorted(COMPUTE_DTYPES)}")
     low = COMPUTE_DTYPES[compute_dtype]
+    model_apply = frozen_apply(model, frozen)
 
     def apply(variables, x, **kwargs):
         if low is not None:
             variables = {**variables, "params": jax.tree_util.tree_map(lambda p: p.astype(low), variables["params"])}
             x = x.astype(low)
-        with nn.intercept_methods(frozen_batchnorm(frozen)) if frozen else contextlib.nullcontext():
-            out = model.apply(variables, x, **kwargs)
+        out = model_apply(variables, x, **kwargs)
         if low is None:
             return out
         up = lambda y: y.astype(jnp.float32)  # noqa: E731
