@@ -34,6 +34,19 @@ def flat_variables(state: nnx.State) -> dict[str, tuple[str, Any]]:
     return {_path(p): (collection(v), v.get_value()) for p, v in nnx.to_flat_state(state) if collection(v)}
 
 
+class ShapesOnly:
+    """Stands in for the `nnx.Rngs` of a ported network's constructor while its shapes are taken (nnx.eval_shape)
+    before its weights are filled in from torch's: no weight drawn from it is kept, so it splits no key. (A real
+    Rngs counts each draw, and under eval_shape each count is a traced update: quadratic in the layers, 10 s for
+    NASNet.) Dropout and stochastic depth fork their streams from it, which `fill` then seeds."""
+
+    def params(self) -> jax.Array:
+        return jax.random.key(0)
+
+    def fork(self) -> nnx.RngStream:
+        return nnx.RngStream(jax.random.key(0), tag="dropout")
+
+
 def fill(abstract: nnx.Module, values: Mapping[str, Any], seed: int = 0) -> tuple[nnx.Module, list[str]]:
     """The network `abstract` (from nnx.eval_shape) with its weights from `values` ({state path: array}) and
     concrete rng streams (keys from `seed`); and the lines naming every path where the two disagree."""

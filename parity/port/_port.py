@@ -16,7 +16,7 @@ from flax import linen as nn, nnx
 from flax.traverse_util import flatten_dict
 
 from parity.port import _classes, _emit, _extra, _functions, _modules, _nest, _nnx, _source  # noqa: F401  (handlers register)
-from parity.port._nnx_view import fill
+from parity.port._nnx_view import ShapesOnly, fill
 from parity.port._layout import Layout
 from parity.port._trace import PortError
 from parity.port._weights import load_state_dict
@@ -123,7 +123,7 @@ def network(cls: type, values: dict[str, Any], seed: int = 0) -> nnx.Module:
     """The ported NNX network of class `cls` holding `values` ({state path: array}: its converted weights), in
     eval mode; built without drawing its weights (nnx.eval_shape), its dropout streams from `seed`.
     Raises PortError where the class's variables and the weights differ (the port's own fault)."""
-    net, problems = fill(nnx.eval_shape(lambda: cls(rngs=nnx.Rngs(seed))), values, seed)
+    net, problems = fill(nnx.eval_shape(lambda: cls(rngs=ShapesOnly())), values, seed)
     if problems:
         _variables_differ(problems)
     net.eval()
