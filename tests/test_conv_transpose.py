@@ -52,7 +52,7 @@ def test_a_decoder_with_transposed_convolutions_ports():
     module = Decoder()
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     ported = port.build(module, x)
-    assert "output_padding=(1, 1)" in ported.source and "layers.ConvTranspose2d(7, 2, kernel_size=(1, 1), bias=False)" \
+    assert "output_padding=(1, 1)" in ported.source and "layers.ConvTranspose2d(7, 2, kernel_size=(1, 1), bias=False, rngs=rngs)" \
         in ported.source
     report = port.check(module, ported.module, ported.variables, x)
     assert report.ok, report.table()

@@ -50,7 +50,7 @@ def test_timm_stochastic_depth_and_dropout_replay_in_train_mode():
     module = timm_zoo.create("test_convnext", drop_path_rate=0.2, drop_rate=0.1)
     x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
     ported = port.build(module, x)
-    assert "layers.StochasticDepth(" in ported.source and "layers.Dropout(0.1)" in ported.source
+    assert "layers.StochasticDepth(" in ported.source and "layers.Dropout(0.1, rngs=rngs)" in ported.source
     report = port.check(module, ported.module, ported.variables, x)
     assert report.ok and "forward (train)" in report.verdicts, report.table()
 
