@@ -127,9 +127,7 @@ def weights(instance: Instance, api: str = "linen") -> list[Weight]:
     ctx = instance.ctx
     rows = [w if api == "linen" or w.flax_path is None else
             dataclasses.replace(w, flax_path=ctx.nnx_path(w.flax_path.split("/", 1)[1])) for w in ctx.weights]
-    for token, child in instance.children.items():
-        target = child.path[len(instance.path) + 1:] if instance.path else child.path
-        prefix = ctx.module_paths[target] if api == "linen" else ctx.nnx_path(ctx.module_paths[target])
+    for target, prefix, child in _children(instance, api):
         for w in weights(child, api):
             flax = None if w.flax_path is None else re.sub(r"^(\w+)/", rf"\1/{prefix}/", w.flax_path) \
                 if api == "linen" else f"{prefix}/{w.flax_path}"
@@ -158,8 +156,17 @@ def dropouts(instance: Instance, api: str = "linen") -> list[tuple]:
             else ("function", *index[node_name])
         flax = ctx.flax_path(f"self.{module}")
         rows.append((reference, flax if api == "linen" else ctx.nnx_path(flax), layout.perm, layout.flat_from))
-    for token, child in instance.children.items():
-        target = child.path[len(instance.path) + 1:] if instance.path else child.path
-        prefix = ctx.module_paths[target] if api == "linen" else ctx.nnx_path(ctx.module_paths[target])
+    for _, prefix, child in _children(instance, api):
         rows += [(ref, f"{prefix}/{flax}", perm, flat) for ref, flax, perm, flat in dropouts(child, api)]
+    return rows
+
+
+def _children(instance: Instance, api: str) -> list[tuple[str, str, Instance]]:
+    """(torch path from the instance, Flax module path in it: linen's names or NNX's attributes, child) of each
+    child instance."""
+    rows = []
+    for child in instance.children.values():
+        target = child.path[len(instance.path) + 1:] if instance.path else child.path
+        path = instance.ctx.module_paths[target]
+        rows.append((target, path if api == "linen" else instance.ctx.nnx_path(path), child))
     return rows

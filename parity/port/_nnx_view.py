@@ -93,11 +93,9 @@ class LinenView:
 
     def _merged(self, variables: Mapping) -> nnx.Module:
         given = {"/".join(k[1:]): v for k, v in flatten_dict(dict(variables)).items() if k[0] != "intermediates"}
-        state = jax.tree.map(lambda v: v, self.state)  # a copy: the arrays replaced below are the copy's
-        for path, variable in nnx.to_flat_state(state):
-            if collection(variable):
-                variable.set_value(given[_path(path)])
-        return nnx.merge(self.graphdef, state)
+        net = nnx.merge(self.graphdef, jax.tree.map(lambda v: v, self.state))  # a copy: its arrays are replaced
+        assign(net, given)
+        return net
 
     def apply(self, variables: Mapping, x: jax.Array, train: bool = False, mutable: Any = (), rngs: Any = None):
         """The network's outputs on x in `train` or eval mode; with `mutable`, also (as linen's apply) the new

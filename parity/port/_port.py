@@ -111,7 +111,7 @@ def _written(module: torch.nn.Module, own: torch.nn.Module, root: _nest.Instance
                   tuple(_nest.dropouts(root, api)), constants,
                   any(i.traced.train is not None for i in _nest.instances(root)), getattr(state, "_metadata", None))
     if api == "nnx":
-        net = network(cls, {"/".join(k): v for k, v in flatten_dict(load_state_dict(cls, state)).items()})
+        net = network(cls, load_state_dict(cls, state))
         return Ported(source, net, nnx.state(net), tuple(example.shape))
     flax_module = cls()
     variables = load_state_dict(flax_module, state)
@@ -119,10 +119,11 @@ def _written(module: torch.nn.Module, own: torch.nn.Module, root: _nest.Instance
     return Ported(source, flax_module, variables, tuple(example.shape))
 
 
-def network(cls: type, values: dict[str, Any], seed: int = 0) -> nnx.Module:
-    """The ported NNX network of class `cls` holding `values` ({state path: array}: its converted weights), in
+def network(cls: type, variables: dict, seed: int = 0) -> nnx.Module:
+    """The ported NNX network of class `cls` holding `variables` (its converted weights, nested by state path), in
     eval mode; built without drawing its weights (nnx.eval_shape), its dropout streams from `seed`.
     Raises PortError where the class's variables and the weights differ (the port's own fault)."""
+    values = {"/".join(k): v for k, v in flatten_dict(variables).items()}
     net, problems = fill(nnx.eval_shape(lambda: cls(rngs=ShapesOnly())), values, seed)
     if problems:
         _variables_differ(problems)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from flax import linen as nn, nnx
-from flax.traverse_util import flatten_dict, unflatten_dict
+from flax.traverse_util import unflatten_dict
 
 from parity.checks import io
 from parity.port import _source
@@ -64,6 +64,6 @@ def load(directory: str | Path) -> tuple[nn.Module | nnx.Module, Any]:
                   tables.get("metadata"))
     variables = io.load_flax(directory / "variables.safetensors")
     if tables.get("api", "linen") == "nnx":
-        net = network(cls, {"/".join(k): v for k, v in flatten_dict(variables).items()})
+        net = network(cls, variables)
         return net, nnx.state(net)
     return cls(), variables
